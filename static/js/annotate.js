@@ -1,0 +1,207 @@
+// Drawing on the live picture. Shapes are kept as vector data in normalized 0..1 coordinates of the
+// video frame, the same JSON the server validates and composes (visassist/annotations.py,
+// visassist/media/compose.py); the drawing formulas below match the server's.
+
+const ARROW_HEAD_PER_WIDTH = 4.0;
+const TEXT_HEIGHT_PER_WIDTH = 5.0;
+const MIN_DRAG = 0.01; // a click, not a drag: no shape
+export const TOOLS = Object.freeze(["arrow", "rect", "ellipse", "freehand", "text"]);
+
+const clamp = (v) => Math.min(1, Math.max(0, v));
+const round4 = (v) => Math.round(v * 10000) / 10000;
+
+export class Annotator extends EventTarget {
+  tool = "arrow";
+  color = "#ff3b30";
+  width = 0.006;
+  shapes = [];
+  #draft = null;
+  #canvas;
+  #video;
+  #ctx;
+  #textInput = null;
+
+  constructor(canvas, video) {
+    super();
+    this.#canvas = canvas;
+    this.#video = video;
+    this.#ctx = canvas.getContext("2d");
+    canvas.addEventListener("pointerdown", (e) => this.#down(e));
+    canvas.addEventListener("pointermove", (e) => this.#move(e));
+    canvas.addEventListener("pointerup", (e) => this.#up(e));
+    canvas.addEventListener("pointercancel", () => this.#cancel());
+    new ResizeObserver(() => this.layout()).observe(video);
+    video.addEventListener("resize", () => this.layout());
+    video.addEventListener("loadedmetadata", () => this.layout());
+    this.layout();
+  }
+
+  // Lay the canvas exactly over the picture inside the <video> box (object-fit: contain letterboxes),
+  // so normalized canvas coordinates are normalized frame coordinates.
+  layout() {
+    const box = this.#video.getBoundingClientRect();
+    const parent = this.#canvas.offsetParent?.getBoundingClientRect() ?? box;
+    const vw = this.#video.videoWidth || 16;
+    const vh = this.#video.videoHeight || 9;
+    const scale = Math.min(box.width / vw, box.height / vh) || 1;
+    const w = vw * scale;
+    const h = vh * scale;
+    const style = this.#canvas.style;
+    style.left = `${box.left - parent.left + (box.width - w) / 2}px`;
+    style.top = `${box.top - parent.top + (box.height - h) / 2}px`;
+    style.width = `${w}px`;
+    style.height = `${h}px`;
+    const dpr = window.devicePixelRatio || 1;
+    this.#canvas.width = Math.max(1, Math.round(w * dpr));
+    this.#canvas.height = Math.max(1, Math.round(h * dpr));
+    this.draw();
+  }
+
+  undo() {
+    this.shapes.pop();
+    this.#changed();
+  }
+
+  clear() {
+    this.shapes = [];
+    this.#changed();
+  }
+
+  toJSON() {
+    return this.shapes.map((s) => ({ ...s, points: s.points.map(([x, y]) => [round4(x), round4(y)]) }));
+  }
+
+  #point(event) {
+    const r = this.#canvas.getBoundingClientRect();
+    return [clamp((event.clientX - r.left) / r.width), clamp((event.clientY - r.top) / r.height)];
+  }
+
+  #down(event) {
+    if (event.button !== 0) return;
+    const p = this.#point(event);
+    if (this.tool === "text") {
+      event.preventDefault();
+      this.#askText(p, event);
+      return;
+    }
+    this.#canvas.setPointerCapture(event.pointerId);
+    this.#draft = { kind: this.tool, color: this.color, width: this.width, points: [p, p] };
+  }
+
+  #move(event) {
+    if (!this.#draft) return;
+    const p = this.#point(event);
+    if (this.#draft.kind === "freehand") {
+      const last = this.#draft.points[this.#draft.points.length - 1];
+      if (Math.hypot(p[0] - last[0], p[1] - last[1]) > 0.002 && this.#draft.points.length < 2000) {
+        this.#draft.points.push(p);
+      }
+    } else {
+      this.#draft.points[1] = p;
+    }
+    this.draw();
+  }
+
+  #up(event) {
+    if (!this.#draft) return;
+    this.#move(event);
+    const draft = this.#draft;
+    this.#draft = null;
+    const [a, b] = [draft.points[0], draft.points[draft.points.length - 1]];
+    const span = draft.kind === "freehand" ? draft.points.length > 2 : Math.hypot(b[0] - a[0], b[1] - a[1]) >= MIN_DRAG;
+    if (span) {
+      this.shapes.push(draft);
+      this.#changed();
+    } else {
+      this.draw();
+    }
+  }
+
+  #cancel() {
+    this.#draft = null;
+    this.draw();
+  }
+
+  #askText(point, event) {
+    this.#textInput?.remove();
+    const input = document.createElement("input");
+    input.type = "text";
+    input.maxLength = 200;
+    input.className = "annotation-text-input";
+    input.setAttribute("aria-label", "Annotation text; Enter to place, Escape to cancel");
+    input.dataset.testid = "annotation-text";
+    const host = this.#canvas.parentElement;
+    const r = host.getBoundingClientRect();
+    input.style.left = `${event.clientX - r.left}px`;
+    input.style.top = `${event.clientY - r.top}px`;
+    host.append(input);
+    this.#textInput = input;
+    const done = (commit) => {
+      const text = input.value.trim();
+      input.remove();
+      this.#textInput = null;
+      if (commit && text) {
+        this.shapes.push({ kind: "text", color: this.color, width: this.width, points: [point], text });
+        this.#changed();
+      }
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") done(true);
+      if (e.key === "Escape") done(false);
+      e.stopPropagation();
+    });
+    input.addEventListener("blur", () => done(true));
+    setTimeout(() => input.focus(), 0);
+  }
+
+  #changed() {
+    this.draw();
+    this.dispatchEvent(new CustomEvent("change", { detail: this.shapes.length }));
+  }
+
+  draw() {
+    const ctx = this.#ctx;
+    const { width, height } = this.#canvas;
+    ctx.clearRect(0, 0, width, height);
+    for (const shape of this.#draft ? [...this.shapes, this.#draft] : this.shapes) {
+      drawShape(ctx, shape, width, height);
+    }
+  }
+}
+
+export function drawShape(ctx, shape, width, height) {
+  const px = ([x, y]) => [x * (width - 1), y * (height - 1)];
+  const thickness = Math.max(1, Math.round(shape.width * height));
+  ctx.strokeStyle = shape.color;
+  ctx.fillStyle = shape.color;
+  ctx.lineWidth = thickness;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  if (shape.kind === "arrow") {
+    const [t, h] = shape.points.map(px);
+    ctx.moveTo(...t);
+    ctx.lineTo(...h);
+    const angle = Math.atan2(h[1] - t[1], h[0] - t[0]);
+    const size = ARROW_HEAD_PER_WIDTH * thickness + 4;
+    for (const side of [-1, 1]) {
+      const wing = angle + Math.PI + (side * Math.PI) / 6;
+      ctx.moveTo(...h);
+      ctx.lineTo(h[0] + size * Math.cos(wing), h[1] + size * Math.sin(wing));
+    }
+  } else if (shape.kind === "rect") {
+    const [a, b] = shape.points.map(px);
+    ctx.rect(a[0], a[1], b[0] - a[0], b[1] - a[1]);
+  } else if (shape.kind === "ellipse") {
+    const [a, b] = shape.points.map(px);
+    ctx.ellipse((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, Math.abs(b[0] - a[0]) / 2, Math.abs(b[1] - a[1]) / 2, 0, 0, 2 * Math.PI);
+  } else if (shape.kind === "freehand") {
+    shape.points.map(px).forEach((p, i) => (i === 0 ? ctx.moveTo(...p) : ctx.lineTo(...p)));
+  } else if (shape.kind === "text") {
+    const size = TEXT_HEIGHT_PER_WIDTH * shape.width * height * 1.4;
+    ctx.font = `600 ${Math.max(8, size)}px system-ui, sans-serif`;
+    ctx.fillText(shape.text, ...px(shape.points[0]));
+    return;
+  }
+  ctx.stroke();
+}

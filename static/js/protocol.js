@@ -1,0 +1,56 @@
+// Mirror of visassist/signalling/protocol.py: names only; the server validates everything.
+// tests/test_protocol.py fails when the two drift apart.
+
+export const PROTOCOL_VERSION = 1;
+
+export const ClientMessage = Object.freeze({
+  HELLO: "hello",
+  OFFER: "offer",
+  ICE: "ice",
+  SNAPSHOT: "snapshot",
+  END: "end",
+});
+
+export const ServerMessage = Object.freeze({
+  WELCOME: "welcome",
+  ANSWER: "answer",
+  PRESENCE: "presence",
+  MEDIA: "media",
+  SNAPSHOT_STORED: "snapshot.stored",
+  ENDED: "ended",
+  ERROR: "error",
+});
+
+export const ErrorCode = Object.freeze({
+  INVALID_MESSAGE: "invalid_message",
+  UNSUPPORTED_PROTOCOL: "unsupported_protocol",
+  NOT_AUTHENTICATED: "not_authenticated",
+  INVALID_TOKEN: "invalid_token",
+  SESSION_EXPIRED: "session_expired",
+  SESSION_ENDED: "session_ended",
+  SESSION_FULL: "session_full",
+  FORBIDDEN: "forbidden",
+  NO_VIDEO: "no_video",
+  SNAPSHOT_LIMIT: "snapshot_limit",
+  MEDIA_FAILED: "media_failed",
+  REPLACED: "replaced",
+  SERVER_BUSY: "server_busy",
+});
+
+// After these the link will not work again on this page: stop reconnecting.
+export const FATAL_ERRORS = new Set([
+  ErrorCode.UNSUPPORTED_PROTOCOL,
+  ErrorCode.INVALID_TOKEN,
+  ErrorCode.SESSION_EXPIRED,
+  ErrorCode.SESSION_ENDED,
+  ErrorCode.REPLACED,
+]);
+
+export const OUTCOMES = Object.freeze([
+  "resolved",
+  "escalated",
+  "follow_up",
+  "no_show",
+  "abandoned",
+  "technical_failure",
+]);

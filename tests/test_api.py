@@ -1,0 +1,195 @@
+"""The REST API as a ticket system uses it: create, read, end, the ticket record, and every refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.utils import expire_now, token_of
+
+Create = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def error_of(response: Any, status: int) -> str:
+    assert response.status == status, await response.text()
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return str(body["error"]["code"])
+
+
+async def test_create_session_returns_links_and_waiting_status(client: TestClient, create_session: Create) -> None:
+    session = await create_session()
+    assert session["status"] == "waiting"
+    assert session["ticket_id"] == "ZD-1042" and session["tier"] == 2
+    assert session["customer"] == {"name": "Ana"}
+    assert session["customer_url"].startswith(f"http://{client.host}:{client.port}/s/")
+    assert session["agent_url"].startswith(f"http://{client.host}:{client.port}/a/")
+    assert token_of(session["customer_url"]) != token_of(session["agent_url"])
+    assert len(token_of(session["customer_url"])) >= 40
+    assert [e["type"] for e in session["events"]] == ["session.created"]
+    roles = sorted(p["role"] for p in session["participants"])
+    assert roles == ["agent", "customer"]
+
+
+async def test_get_session_and_ticket_record(client: TestClient, create_session: Create,
+                                             auth: dict[str, str]) -> None:
+    first = await create_session()
+    second = await create_session()
+    await create_session(ticket_id="OTHER-1")
+    response = await client.get(f"/api/v1/sessions/{first['id']}", headers=auth)
+    assert response.status == 200
+    body = await response.json()
+    assert body["id"] == first["id"] and body["status"] == "waiting"
+    assert "customer_url" not in body, "link tokens are shown once, at creation"
+    assert body["snapshots"] == [] and body["outcome"] is None
+
+    response = await client.get("/api/v1/tickets/ZD-1042", headers=auth)
+    record = await response.json()
+    assert [s["id"] for s in record["sessions"]] == [first["id"], second["id"]]
+
+
+async def test_end_session_records_outcome_and_refuses_links(client: TestClient, create_session: Create,
+                                                             auth: dict[str, str]) -> None:
+    session = await create_session()
+    response = await client.post(f"/api/v1/sessions/{session['id']}/end", headers=auth,
+                                 json={"outcome": "resolved", "notes": "Reseated the cable"})
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["status"] == "ended"
+    assert body["outcome"]["outcome"] == "resolved" and body["outcome"]["notes"] == "Reseated the cable"
+    assert body["duration_seconds"] == 0
+    assert [e["type"] for e in body["events"]] == ["session.created", "session.ended"]
+
+    again = await client.post(f"/api/v1/sessions/{session['id']}/end", headers=auth,
+                              json={"outcome": "abandoned"})
+    assert await error_of(again, 409) == "session_ended"
+    still = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert still["outcome"]["outcome"] == "resolved", "a refused end changes nothing"
+
+    page = await client.get(f"/s/{token_of(session['customer_url'])}")
+    assert page.status == 410 and "ended" in await page.text()
+    page = await client.get(f"/a/{token_of(session['agent_url'])}")
+    assert page.status == 410
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic dXNlcjpwYXNz"},
+    {"Authorization": "Bearer vak_" + "x" * 43},
+])
+async def test_api_needs_a_valid_key(client: TestClient, headers: dict[str, str]) -> None:
+    response = await client.post("/api/v1/sessions", json={"ticket_id": "T-1", "tier": 2}, headers=headers)
+    assert await error_of(response, 401) == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    for path in ("/api/v1/sessions/ses_x", "/api/v1/tickets/T-1", "/api/v1/sessions/ses_x/snapshots"):
+        assert (await client.get(path, headers=headers)).status == 401
+
+
+async def test_link_token_is_not_an_api_key(client: TestClient, create_session: Create) -> None:
+    session = await create_session()
+    for url in (session["agent_url"], session["customer_url"]):
+        response = await client.get(f"/api/v1/sessions/{session['id']}",
+                                    headers={"Authorization": f"Bearer {token_of(url)}"})
+        assert response.status == 401
+
+
+BAD_BODIES: list[tuple[Any, int, str]] = [
+    ({"ticket_id": "T-1", "tier": 7}, 422, "validation_failed"),
+    ({"ticket_id": "T-1", "tier": 2, "ttl_seconds": -5}, 422, "validation_failed"),
+    ({"ticket_id": "T-1", "tier": "2"}, 422, "validation_failed"),
+    ({"ticket_id": 1042, "tier": 2}, 422, "validation_failed"),
+    ({"ticket_id": "", "tier": 2}, 422, "validation_failed"),
+    ({"ticket_id": "T/1", "tier": 2}, 422, "validation_failed"),
+    ({"tier": 2}, 422, "validation_failed"),
+    ({"ticket_id": "T-1", "tier": 2, "customer": {"name": 5}}, 422, "validation_failed"),
+    ({"ticket_id": "T-1", "tier": 2, "surprise": True}, 422, "validation_failed"),
+    ({"ticket_id": "T-1", "tier": 2, "ttl_seconds": 10**9}, 422, "validation_failed"),
+    ([1, 2, 3], 422, "validation_failed"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code"), BAD_BODIES)
+async def test_bad_create_bodies_are_refused_and_change_nothing(
+    client: TestClient, auth: dict[str, str], body: Any, status: int, code: str
+) -> None:
+    response = await client.post("/api/v1/sessions", json=body, headers=auth)
+    assert await error_of(response, status) == code
+    ticket = await client.get("/api/v1/tickets/T-1", headers=auth)
+    assert ticket.status == 404
+
+
+async def test_validation_error_names_the_field(client: TestClient, auth: dict[str, str]) -> None:
+    response = await client.post("/api/v1/sessions", json={"ticket_id": "T-1", "tier": 7}, headers=auth)
+    body = await response.json()
+    assert body["error"]["message"].startswith("tier")
+    assert body["error"]["details"][0]["field"] == "tier"
+
+
+async def test_malformed_json(client: TestClient, auth: dict[str, str]) -> None:
+    response = await client.post("/api/v1/sessions", data=b'{"ticket_id": "T-1", "tier": 2',
+                                 headers={**auth, "Content-Type": "application/json"})
+    assert await error_of(response, 400) == "invalid_json"
+
+
+async def test_huge_body(client: TestClient, auth: dict[str, str]) -> None:
+    body = b'{"ticket_id": "T-1", "tier": 2, "customer": {"name": "' + b"a" * 2_000_000 + b'"}}'
+    response = await client.post("/api/v1/sessions", data=body,
+                                 headers={**auth, "Content-Type": "application/json"})
+    assert await error_of(response, 413) == "payload_too_large"
+    assert (await client.get("/api/v1/tickets/T-1", headers=auth)).status == 404
+
+
+async def test_unknown_things_are_404_json(client: TestClient, auth: dict[str, str]) -> None:
+    assert await error_of(await client.get("/api/v1/sessions/ses_nope", headers=auth), 404) == \
+        "session_not_found"
+    assert await error_of(await client.get("/api/v1/tickets/NOPE", headers=auth), 404) == "ticket_not_found"
+    assert await error_of(await client.post("/api/v1/sessions/ses_nope/end", headers=auth,
+                                            json={"outcome": "resolved"}), 404) == "session_not_found"
+    assert await error_of(await client.get("/api/v1/nothing-here", headers=auth), 404) == "not_found"
+    assert await error_of(await client.delete("/api/v1/sessions", headers=auth), 405) == \
+        "method_not_allowed"
+
+
+@pytest.mark.parametrize("body", [{"outcome": "great"}, {"outcome": "resolved", "notes": "x" * 5000},
+                                  {}, {"outcome": "resolved", "extra": 1}])
+async def test_bad_end_bodies(client: TestClient, create_session: Create, auth: dict[str, str],
+                              body: dict[str, Any]) -> None:
+    session = await create_session()
+    response = await client.post(f"/api/v1/sessions/{session['id']}/end", json=body, headers=auth)
+    assert await error_of(response, 422) == "validation_failed"
+    after = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert after["status"] == "waiting"
+
+
+async def test_expired_session_refuses_links_and_end(client: TestClient, create_session: Create,
+                                                     auth: dict[str, str]) -> None:
+    session = await create_session(ttl_seconds=60)
+    await expire_now(client, session["id"])
+    body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert body["status"] == "expired"
+    page = await client.get(f"/s/{token_of(session['customer_url'])}")
+    assert page.status == 410 and "expired" in await page.text()
+    response = await client.post(f"/api/v1/sessions/{session['id']}/end", headers=auth,
+                                 json={"outcome": "no_show"})
+    assert await error_of(response, 409) == "session_expired"
+
+
+async def test_unknown_link_shows_a_friendly_page(client: TestClient) -> None:
+    for path in ("/s/not-a-real-token-but-long-enough", "/a/x", "/s/" + "a" * 43):
+        response = await client.get(path)
+        assert response.status == 404
+        text = await response.text()
+        assert "This link isn&#39;t valid" in text and "Traceback" not in text
+        assert response.headers["Content-Type"].startswith("text/html")
+
+
+async def test_pages_have_security_headers(client: TestClient, create_session: Create) -> None:
+    session = await create_session()
+    response = await client.get(f"/s/{token_of(session['customer_url'])}")
+    assert response.status == 200
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"

@@ -1,0 +1,137 @@
+"""Shared fakes for the tests: a camera that shows an ArUco marker, aiortc participants, image checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import cv2
+import numpy as np
+from aiohttp import ClientWebSocketResponse
+from aiohttp.test_utils import TestClient
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
+from av import VideoFrame
+
+MARKER_ID = 7
+ARUCO = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
+
+
+def marker_image(width: int = 640, height: int = 480, marker_id: int = MARKER_ID) -> np.ndarray:
+    """A grey scene with one ArUco marker on a white quiet zone in its left half."""
+    image = np.full((height, width, 3), 96, dtype=np.uint8)
+    side = height // 2
+    pad = side // 6
+    top, left = height // 4, width // 8
+    cv2.rectangle(image, (left - pad, top - pad), (left + side + pad, top + side + pad), (255, 255, 255), -1)
+    marker = cv2.aruco.generateImageMarker(ARUCO, marker_id, side)
+    image[top:top + side, left:left + side] = cv2.cvtColor(marker, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def detect_markers(image: np.ndarray) -> list[int]:
+    detector = cv2.aruco.ArucoDetector(ARUCO, cv2.aruco.DetectorParameters())
+    _, ids, _ = detector.detectMarkers(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    return [] if ids is None else [int(i) for i in ids.flatten()]
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a decodable image"
+    return image
+
+
+def red_fraction(image: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> float:
+    """Share of strongly red pixels in a normalized box of a BGR image."""
+    h, w = image.shape[:2]
+    box = image[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)].astype(int)
+    red = (box[..., 2] > 180) & (box[..., 1] < 90) & (box[..., 0] < 90)
+    return float(red.mean()) if red.size else 0.0
+
+
+class MarkerTrack(VideoStreamTrack):
+    """A fake phone camera: the marker scene at 30 fps."""
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        super().__init__()
+        self.image = marker_image(width, height)
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame.from_ndarray(self.image, format="bgr24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class FakeParticipant:
+    """A participant speaking the real protocol over a real socket, with a real aiortc peer."""
+
+    def __init__(self, client: TestClient, token: str) -> None:
+        self.client = client
+        self.token = token
+        self.ws: ClientWebSocketResponse | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.welcome: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def join(self) -> dict[str, Any]:
+        self.ws = await self.client.ws_connect("/ws")
+        await self.ws.send_json({"type": "hello", "protocol": 1, "token": self.token})
+        self._reader = asyncio.create_task(self._read())
+        self.welcome = await self.expect("welcome")
+        return self.welcome
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for message in self.ws:
+            await self.inbox.put(json.loads(message.data))
+
+    async def expect(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message of type `kind`, skipping others (presence and media updates come and go)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.inbox.get()
+                if message["type"] == kind:
+                    return message
+                if message["type"] == "error" and kind != "error":
+                    raise AssertionError(f"server error while waiting for {kind}: {message}")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send_json(message)
+
+    async def negotiate(self, send: MediaStreamTrack | None = None, receive: bool = False) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        if send is not None:
+            self.pc.addTransceiver(send, direction="sendonly")
+        if receive:
+            self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        answer = await self.expect("answer")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def token_of(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def expire_now(client: TestClient, session_id: str) -> None:
+    """Move a session's expiry into the past (the clock is not ours to move)."""
+    from visassist.context import AppContext
+    from visassist.store import SqliteStore
+
+    store = client.app[AppContext.KEY].store
+    assert isinstance(store, SqliteStore)
+    await store.db.execute(
+        "UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE id = ?", (session_id,))

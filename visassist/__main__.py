@@ -1,0 +1,3 @@
+from visassist.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""The REST API for ticket systems: /api/v1, bearer API keys, JSON in and out."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from visassist.context import AppContext
+from visassist.errors import ClientError, NotFound, Unauthorized
+from visassist.models import ApiKey, Outcome, Snapshot, utcnow
+from visassist.tokens import API_KEY_PREFIX, digest
+
+routes = web.RouteTableDef()
+
+TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+TOUCH_INTERVAL = timedelta(minutes=1)
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    # Strict: "2" is not a tier and an unknown field is a typo worth reporting, not ignoring.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CustomerIn(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class CreateSessionIn(_Body):
+    ticket_id: Annotated[str, Field(pattern=TICKET_ID_PATTERN)]
+    tier: Literal[2, 3]
+    customer: CustomerIn = CustomerIn()
+    ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+
+
+class EndSessionIn(_Body):
+    outcome: Outcome
+    notes: Annotated[str, Field(max_length=4000)] = ""
+
+
+async def read_json(request: web.Request, model: type[BodyT]) -> BodyT:
+    body = await request.read()
+    try:
+        json.loads(body)
+    except ValueError:
+        raise ClientError("invalid_json", "the request body is not valid JSON") from None
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
+            for error in exc.errors(include_url=False)
+        ]
+        first = details[0]
+        raise ClientError("validation_failed", f"{first['field']}: {first['message']}",
+                          status=422, details=details) from None
+
+
+async def authenticate(request: web.Request) -> ApiKey:
+    ctx = request.app[AppContext.KEY]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(API_KEY_PREFIX):
+        raise Unauthorized("unauthorized", "send an API key as 'Authorization: Bearer vak_...'")
+    key = await ctx.store.api_key_by_digest(digest(token.strip()))
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("unauthorized", "the API key is not valid")
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > TOUCH_INTERVAL:
+        await ctx.store.touch_api_key(key.id, now)
+    return key
+
+
+def public_base(request: web.Request) -> str:
+    """Where links point: the configured public URL, else the origin this request came to."""
+    configured = request.app[AppContext.KEY].settings.public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+
+
+def _ctx(request: web.Request) -> AppContext:
+    return request.app[AppContext.KEY]
+
+
+@routes.post("/api/v1/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    body = await read_json(request, CreateSessionIn)
+    ctx = _ctx(request)
+    created = await ctx.sessions.create(
+        ticket_id=body.ticket_id, tier=body.tier,
+        customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
+        actor=f"api:{key.id}")
+    view = await ctx.sessions.describe(created.session)
+    view.update(ctx.sessions.links(created, public_base(request)))
+    return web.json_response(view, status=201,
+                             headers={"Location": f"/api/v1/sessions/{created.session.id}"})
+
+
+@routes.get("/api/v1/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    await authenticate(request)
+    ctx = _ctx(request)
+    session = await ctx.sessions.get(request.match_info["session_id"])
+    return web.json_response(await ctx.sessions.describe(session, snapshots=True))
+
+
+@routes.post("/api/v1/sessions/{session_id}/end")
+async def end_session(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    body = await read_json(request, EndSessionIn)
+    ctx = _ctx(request)
+    session = await ctx.sessions.end(request.match_info["session_id"], body.outcome, body.notes,
+                                     f"api:{key.id}")
+    return web.json_response(await ctx.sessions.describe(session, snapshots=True))
+
+
+@routes.get("/api/v1/sessions/{session_id}/snapshots")
+async def list_snapshots(request: web.Request) -> web.Response:
+    await authenticate(request)
+    ctx = _ctx(request)
+    session = await ctx.sessions.get(request.match_info["session_id"])
+    snapshots = await ctx.store.snapshots(session.id)
+    return web.json_response({"snapshots": [ctx.sessions.snapshot_view(s) for s in snapshots]})
+
+
+async def snapshot_image(ctx: AppContext, snapshot: Snapshot, kind: str) -> web.Response:
+    key = snapshot.raw_key if kind == "raw" else snapshot.annotated_key
+    data = await ctx.blobs.get(key)
+    if data is None:
+        raise NotFound("image_missing", "the image for this snapshot is missing from storage")
+    return web.Response(body=data, content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+@routes.get(r"/api/v1/sessions/{session_id}/snapshots/{snapshot_id}/{kind:(raw|annotated)}.png")
+async def get_snapshot_image(request: web.Request) -> web.Response:
+    await authenticate(request)
+    ctx = _ctx(request)
+    snapshot = await ctx.store.snapshot(request.match_info["session_id"],
+                                        request.match_info["snapshot_id"])
+    if snapshot is None:
+        raise NotFound("snapshot_not_found", "no such snapshot in this session")
+    return await snapshot_image(ctx, snapshot, request.match_info["kind"])
+
+
+@routes.get("/api/v1/tickets/{ticket_id}")
+async def get_ticket(request: web.Request) -> web.Response:
+    await authenticate(request)
+    ctx = _ctx(request)
+    ticket_id = request.match_info["ticket_id"]
+    sessions = await ctx.store.sessions_for_ticket(ticket_id)
+    if not sessions:
+        raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+    described: list[dict[str, Any]] = [
+        await ctx.sessions.describe(s, snapshots=True) for s in sessions
+    ]
+    return web.json_response({"ticket_id": ticket_id, "sessions": described})

@@ -1,0 +1,139 @@
+"""The application factory: routes, error handling, security headers, startup and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from visassist import api, pages
+from visassist.blobs import DirectoryBlobStore
+from visassist.config import Settings
+from visassist.context import AppContext
+from visassist.errors import ClientError
+from visassist.media.ice import rtc_configuration, use_host_addresses
+from visassist.sessions import SessionService
+from visassist.signalling import handler as signalling
+from visassist.signalling.room import Hub
+from visassist.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Pages load only our own scripts and styles; media and sockets stay on this origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+       "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'; object-src 'none'")
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json_error(status: int, code: str, message: str, details: object = None) -> web.Response:
+    return web.json_response(ClientError(code, message, details=details).body(), status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a clear 4xx (JSON on the API, a page for people); never a stack trace."""
+    try:
+        return await handler(request)
+    except ClientError as exc:
+        if _is_api(request):
+            response = web.json_response(exc.body(), status=exc.status)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="visassist"'
+            return response
+        title = getattr(exc, "title", "Something is not right")
+        return pages.error_page(exc.status, title, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        if _is_api(request):
+            return _json_error(exc.status, code, exc.reason)
+        if exc.status == 404:
+            return pages.error_page(404, "Page not found", "Check the link you were sent.")
+        return pages.error_page(exc.status, exc.reason, "Go back and try again.")
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if _is_api(request):
+            return _json_error(500, "internal_error", "the server failed; the error was logged")
+        return pages.error_page(500, "Something went wrong on our side",
+                                "Please try again in a moment.")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Links carry tokens: never leak them to another site through the Referer header.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.content_type == "text/html":
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+    return response
+
+
+def build_context(settings: Settings) -> AppContext:
+    store = SqliteStore(settings.database_path)
+    blobs = DirectoryBlobStore(settings.blob_dir)
+    hub = Hub(settings.max_live_sessions)
+    return AppContext(
+        settings=settings, store=store, blobs=blobs, hub=hub,
+        sessions=SessionService(settings, store, blobs, hub),
+        rtc_configuration=rtc_configuration(settings.ice_servers),
+    )
+
+
+async def _expiry_loop(ctx: AppContext) -> None:
+    while True:
+        await asyncio.sleep(ctx.settings.expiry_sweep_seconds)
+        try:
+            await ctx.sessions.expire_due()
+        except Exception:
+            log.exception("expiry sweep failed")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[security_headers, errors],
+                          client_max_size=settings.max_body_bytes)
+    ctx = build_context(settings)
+    app[AppContext.KEY] = ctx
+    use_host_addresses(settings.ice_addresses)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await ctx.store.open()
+        await ctx.sessions.expire_due()
+        sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
+        yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await ctx.hub.close()
+        await ctx.store.close()
+
+    async def disconnect_everyone(app: web.Application) -> None:
+        # Close sockets while the store is still open, so every "left" event is written.
+        sockets = [c.ws for room in ctx.hub.rooms.values() for c in room.connections.values()]
+        await asyncio.gather(*(ws.close(code=1001, message=b"server restarting") for ws in sockets),
+                             return_exceptions=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(disconnect_everyone)
+    app.add_routes(api.routes)
+    app.add_routes(pages.routes)
+    app.router.add_get("/ws", signalling.handle)
+    app.router.add_static("/static", pages.ROOT / "static", append_version=False)
+    return app

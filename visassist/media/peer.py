@@ -1,0 +1,101 @@
+"""One server-side RTCPeerConnection per participant, answering the browser's offer.
+
+The browser sends its offer at once and trickles its candidates after; candidates that arrive before
+the offer has been applied wait in a short list. aiortc has no ICE restart: a participant whose
+connection failed sends a fresh offer and gets a fresh peer (the caller closes the old one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_CANDIDATES = 64
+
+
+class PeerError(Exception):
+    """The offer or a candidate could not be used; the message is safe to show to the client."""
+
+
+class Peer:
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        *,
+        send: MediaStreamTrack | None = None,
+        on_track: Callable[[MediaStreamTrack], None] | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self._send = send
+        self._pending: list[tuple[str | None, str | None, int | None]] = []
+        self._described = False
+        if on_track is not None:
+            callback = on_track
+
+            @self.pc.on("track")
+            def _on_track(track: MediaStreamTrack) -> None:
+                callback(track)
+
+        if on_state is not None:
+            state_callback = on_state
+
+            @self.pc.on("connectionstatechange")
+            def _on_state() -> None:
+                state_callback(self.pc.connectionState)
+
+    async def answer(self, sdp: str) -> str:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise PeerError(f"the offer could not be used: {exc}") from exc
+        if self._send is not None:
+            receiving = [t for t in self.pc.getTransceivers() if t.kind == self._send.kind]
+            if not receiving:
+                raise PeerError(f"the offer has no {self._send.kind} section to receive on")
+            self.pc.addTrack(self._send)
+        self._described = True
+        for pending in self._pending:
+            await self._add_candidate(*pending)
+        self._pending.clear()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def add_candidate(self, candidate: str | None, sdp_mid: str | None,
+                            sdp_mline_index: int | None) -> None:
+        if not self._described:
+            if len(self._pending) >= MAX_PENDING_CANDIDATES:
+                raise PeerError("too many ICE candidates before the offer")
+            self._pending.append((candidate, sdp_mid, sdp_mline_index))
+            return
+        await self._add_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    async def _add_candidate(self, candidate: str | None, sdp_mid: str | None,
+                             sdp_mline_index: int | None) -> None:
+        if not candidate:
+            await self.pc.addIceCandidate(None)  # end of candidates
+            return
+        text = candidate.removeprefix("candidate:")
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise PeerError("the ICE candidate could not be parsed") from exc
+        if sdp_mid is None and sdp_mline_index is None:
+            sdp_mline_index = 0
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        # Candidates for transports we will never use (mDNS names, TCP) are simply ignored.
+        with contextlib.suppress(ValueError):
+            await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pc.close(), timeout=5)

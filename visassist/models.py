@@ -1,0 +1,130 @@
+"""Domain records: what a session, a participant, a snapshot and an event are."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Role(enum.StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+
+
+class Status(enum.StrEnum):
+    WAITING = "waiting"
+    LIVE = "live"
+    ENDED = "ended"
+    EXPIRED = "expired"
+
+
+class Outcome(enum.StrEnum):
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    FOLLOW_UP = "follow_up"
+    NO_SHOW = "no_show"
+    ABANDONED = "abandoned"
+    TECHNICAL_FAILURE = "technical_failure"
+
+
+class EventType(enum.StrEnum):
+    SESSION_CREATED = "session.created"
+    PARTICIPANT_JOINED = "participant.joined"
+    PARTICIPANT_LEFT = "participant.left"
+    MEDIA_STARTED = "media.started"
+    SNAPSHOT_CAPTURED = "snapshot.captured"
+    SESSION_ENDED = "session.ended"
+    SESSION_EXPIRED = "session.expired"
+
+
+class SnapshotSource(enum.StrEnum):
+    CAMERA = "camera"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    ticket_id: str
+    tier: int
+    customer: dict[str, Any]
+    status: Status
+    created_at: datetime
+    expires_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: Outcome | None = None
+    notes: str | None = None
+    ended_by: str | None = None
+
+    def effective_status(self, now: datetime | None = None) -> Status:
+        """Expiry is a matter of time, so it is read off the clock, not only off the stored row."""
+        if self.status in (Status.ENDED, Status.EXPIRED):
+            return self.status
+        if (now or utcnow()) >= self.expires_at:
+            return Status.EXPIRED
+        return self.status
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return round((self.ended_at - self.started_at).total_seconds(), 3)
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: str
+    session_id: str
+    role: Role
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    session_id: str
+    ticket_id: str
+    taken_at: datetime
+    taken_by: str
+    source: SnapshotSource
+    width: int
+    height: int
+    annotations: list[dict[str, Any]]
+    raw_key: str
+    annotated_key: str
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    session_id: str
+    type: EventType
+    at: datetime
+    actor: str  # a participant id, "api" or "system"
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type.value, "at": iso(self.at), "actor": self.actor,
+                "data": self.data}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

@@ -1,0 +1,235 @@
+"""Session use cases shared by the REST API and the signalling socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from av import VideoFrame
+
+from visassist.annotations import Shape, shapes_adapter
+from visassist.blobs import BlobStore
+from visassist.config import Settings
+from visassist.errors import Conflict, NotFound
+from visassist.media.compose import Image, compose, encode_png
+from visassist.models import (
+    Event,
+    EventType,
+    Outcome,
+    Participant,
+    Role,
+    Session,
+    Snapshot,
+    SnapshotSource,
+    Status,
+    iso,
+    utcnow,
+)
+from visassist.signalling.protocol import Ended
+from visassist.signalling.room import Hub
+from visassist.store import Store
+from visassist.tokens import digest, new_id, new_link_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    session: Session
+    customer_token: str
+    agent_token: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    width: int
+    height: int
+    raw_png: bytes
+    annotated_png: bytes
+
+
+def _compose_snapshot(frame: VideoFrame, shapes: list[Shape]) -> Composed:
+    """CPU work of a snapshot (colour conversion, drawing, two PNGs); runs in a worker thread."""
+    image = cast(Image, frame.to_ndarray(format="bgr24"))
+    annotated = compose(image, shapes)
+    return Composed(width=image.shape[1], height=image.shape[0], raw_png=encode_png(image),
+                    annotated_png=encode_png(annotated))
+
+
+class SessionService:
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, hub: Hub) -> None:
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.hub = hub
+
+    # Creation and reading
+
+    async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
+                     ttl_seconds: int, actor: str) -> CreatedSession:
+        now = utcnow()
+        session = Session(
+            id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
+            status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+        customer_token, agent_token = new_link_token(), new_link_token()
+        participants = [
+            (Participant(id=new_id("par"), session_id=session.id, role=Role.CUSTOMER,
+                         name=str(customer.get("name") or "Customer"), created_at=now),
+             digest(customer_token)),
+            (Participant(id=new_id("par"), session_id=session.id, role=Role.AGENT,
+                         name=f"Tier {tier} agent", created_at=now),
+             digest(agent_token)),
+        ]
+        await self.store.create_session(session, participants, actor)
+        log.info("session %s created for ticket %s", session.id, ticket_id)
+        return CreatedSession(session=session, customer_token=customer_token, agent_token=agent_token)
+
+    async def get(self, session_id: str) -> Session:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            raise NotFound("session_not_found", f"no session with id {session_id!r}")
+        return session
+
+    def links(self, created: CreatedSession, base: str) -> dict[str, str]:
+        return {"customer_url": f"{base}/s/{created.customer_token}",
+                "agent_url": f"{base}/a/{created.agent_token}"}
+
+    def snapshot_urls(self, snapshot: Snapshot) -> dict[str, str]:
+        path = f"/api/v1/sessions/{snapshot.session_id}/snapshots/{snapshot.id}"
+        return {"raw_url": f"{path}/raw.png", "annotated_url": f"{path}/annotated.png"}
+
+    def snapshot_view(self, snapshot: Snapshot, urls: dict[str, str] | None = None) -> dict[str, Any]:
+        return {
+            "id": snapshot.id, "session_id": snapshot.session_id, "ticket_id": snapshot.ticket_id,
+            "taken_at": iso(snapshot.taken_at), "taken_by": snapshot.taken_by,
+            "source": snapshot.source.value, "width": snapshot.width, "height": snapshot.height,
+            "annotations": snapshot.annotations, **(urls or self.snapshot_urls(snapshot)),
+        }
+
+    def summary(self, session: Session) -> dict[str, Any]:
+        return {
+            "id": session.id, "ticket_id": session.ticket_id, "tier": session.tier,
+            "customer": session.customer, "status": session.effective_status().value,
+            "created_at": iso(session.created_at), "expires_at": iso(session.expires_at),
+            "started_at": iso(session.started_at), "ended_at": iso(session.ended_at),
+            "duration_seconds": session.duration_seconds,
+            "outcome": None if session.outcome is None else {
+                "outcome": session.outcome.value, "notes": session.notes,
+                "ended_by": session.ended_by},
+        }
+
+    async def describe(self, session: Session, *, snapshots: bool = False) -> dict[str, Any]:
+        room = self.hub.get(session.id)
+        participants = await self.store.participants(session.id)
+        events = await self.store.events(session.id)
+        body = self.summary(session)
+        body["participants"] = [
+            {"id": p.id, "role": p.role.value, "name": p.name,
+             "connected": room is not None and room.connected(p.id)}
+            for p in participants
+        ]
+        body["events"] = [e.public() for e in events]
+        if snapshots:
+            body["snapshots"] = [self.snapshot_view(s) for s in await self.store.snapshots(session.id)]
+        return body
+
+    # Ending
+
+    async def end(self, session_id: str, outcome: Outcome, notes: str, actor: str) -> Session:
+        session = await self.get(session_id)
+        status = session.effective_status()
+        if status is not Status.WAITING and status is not Status.LIVE:
+            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        room = self.hub.get(session_id)
+        connected = sorted(room.connections) if room else []
+        result = await self.store.end_session(session_id, outcome, notes, actor, utcnow(),
+                                              {"connected": connected})
+        if result is None:  # lost a race with another end or with expiry
+            raise Conflict("session_ended", "the session is no longer open")
+        ended, _ = result
+        await self._close_room(session_id, Ended(status="ended", outcome=outcome.value), "ended")
+        log.info("session %s ended: %s", session_id, outcome.value)
+        return ended
+
+    async def expire_due(self) -> int:
+        """Close sessions whose time is up; returns how many were expired."""
+        now = utcnow()
+        count = 0
+        for session in await self.store.open_sessions():
+            if session.expires_at <= now and await self.store.expire_session(session.id, now):
+                count += 1
+                await self._close_room(session.id, Ended(status="expired"), "expired")
+                log.info("session %s expired", session.id)
+        return count
+
+    async def _close_room(self, session_id: str, message: Ended, reason: str) -> None:
+        room = self.hub.detach(session_id)
+        if room is None:
+            return
+        await room.broadcast(message)
+        # Taking the connections out of the room claims their "left" events from the socket handlers.
+        connections = list(room.connections.values())
+        room.connections.clear()
+        for connection in connections:
+            await self.left(session_id, connection.participant, reason)
+        await asyncio.gather(*(c.close() for c in connections))
+        await room.close()
+
+    # Presence
+
+    async def joined(self, session: Session, participant: Participant, rejoin: bool) -> None:
+        now = utcnow()
+        await self.store.append_event(
+            session.id, EventType.PARTICIPANT_JOINED, participant.id,
+            {"participant_id": participant.id, "role": participant.role.value,
+             "name": participant.name, "rejoin": rejoin}, now)
+        if participant.role is Role.CUSTOMER:
+            await self.store.mark_live(session.id, now)
+
+    async def left(self, session_id: str, participant: Participant, reason: str) -> None:
+        await self.store.append_event(
+            session_id, EventType.PARTICIPANT_LEFT, participant.id,
+            {"participant_id": participant.id, "role": participant.role.value, "reason": reason},
+            utcnow())
+
+    async def media_started(self, session_id: str, participant: Participant, width: int,
+                            height: int) -> None:
+        await self.store.append_event(
+            session_id, EventType.MEDIA_STARTED, participant.id,
+            {"participant_id": participant.id, "kind": "video", "width": width, "height": height},
+            utcnow())
+
+    # Snapshots
+
+    async def capture(self, session: Session, taker: Participant, frame: VideoFrame,
+                      shapes: list[Shape]) -> Snapshot:
+        if len(await self.store.snapshots(session.id)) >= self.settings.max_snapshots_per_session:
+            raise Conflict("snapshot_limit", "this session has reached its snapshot limit")
+        composed = await asyncio.to_thread(_compose_snapshot, frame, shapes)
+        snapshot_id = new_id("snp")
+        prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"
+        vectors = shapes_adapter.dump_python(shapes, mode="json")
+        snapshot = Snapshot(
+            id=snapshot_id, session_id=session.id, ticket_id=session.ticket_id, taken_at=utcnow(),
+            taken_by=taker.id, source=SnapshotSource.CAMERA, width=composed.width,
+            height=composed.height, annotations=vectors, raw_key=f"{prefix}/raw.png",
+            annotated_key=f"{prefix}/annotated.png",
+        )
+        # Blobs first, row second: a row never points at an image that is not on disk.
+        await asyncio.gather(
+            self.blobs.put(snapshot.raw_key, composed.raw_png),
+            self.blobs.put(snapshot.annotated_key, composed.annotated_png),
+            self.blobs.put(f"{prefix}/annotations.json", json.dumps(vectors).encode()),
+        )
+        await self.store.add_snapshot(snapshot, {
+            "snapshot_id": snapshot.id, "source": snapshot.source.value,
+            "width": snapshot.width, "height": snapshot.height, "shapes": len(vectors)})
+        return snapshot
+
+    async def timeline(self, session_id: str) -> list[Event]:
+        return await self.store.events(session_id)

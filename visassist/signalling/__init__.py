@@ -1,0 +1,1 @@
+"""WebSocket signalling: the typed protocol, the live rooms and the socket handler."""

@@ -1,0 +1,69 @@
+"""The storage interface the rest of the server codes against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from visassist.models import (
+    ApiKey,
+    Event,
+    EventType,
+    Outcome,
+    Participant,
+    Session,
+    Snapshot,
+)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # API keys
+    async def create_api_key(self, key_id: str, name: str, key_digest: str) -> ApiKey: ...
+
+    async def api_key_by_digest(self, key_digest: str) -> ApiKey | None: ...
+
+    async def touch_api_key(self, key_id: str, at: datetime) -> None: ...
+
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    # Sessions and participants
+    async def create_session(
+        self, session: Session, participants: list[tuple[Participant, str]], actor: str
+    ) -> Event: ...
+
+    async def get_session(self, session_id: str) -> Session | None: ...
+
+    async def sessions_for_ticket(self, ticket_id: str) -> list[Session]: ...
+
+    async def open_sessions(self) -> list[Session]: ...
+
+    async def participant_by_token(self, token_digest: str) -> Participant | None: ...
+
+    async def participants(self, session_id: str) -> list[Participant]: ...
+
+    async def mark_live(self, session_id: str, at: datetime) -> bool: ...
+
+    async def end_session(
+        self, session_id: str, outcome: Outcome, notes: str, actor: str, at: datetime,
+        data: dict[str, Any],
+    ) -> tuple[Session, Event] | None: ...
+
+    async def expire_session(self, session_id: str, at: datetime) -> Event | None: ...
+
+    # Timeline
+    async def append_event(
+        self, session_id: str, type: EventType, actor: str, data: dict[str, Any], at: datetime
+    ) -> Event: ...
+
+    async def events(self, session_id: str) -> list[Event]: ...
+
+    # Snapshots
+    async def add_snapshot(self, snapshot: Snapshot, event_data: dict[str, Any]) -> Event: ...
+
+    async def snapshots(self, session_id: str) -> list[Snapshot]: ...
+
+    async def snapshot(self, session_id: str, snapshot_id: str) -> Snapshot | None: ...

@@ -1,0 +1,367 @@
+"""SQLite store (WAL, one connection, writes serialised by a lock). State change and event commit together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from visassist.models import (
+    ApiKey,
+    Event,
+    EventType,
+    Outcome,
+    Participant,
+    Role,
+    Session,
+    Snapshot,
+    SnapshotSource,
+    Status,
+    utcnow,
+)
+
+# Each entry moves the schema one version on; PRAGMA user_version records where a database is.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_digest TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        tier INTEGER NOT NULL,
+        customer TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        outcome TEXT,
+        notes TEXT,
+        ended_by TEXT
+    );
+    CREATE INDEX sessions_ticket ON sessions (ticket_id, created_at);
+    CREATE INDEX sessions_open ON sessions (status) WHERE status IN ('waiting', 'live');
+    CREATE TABLE participants (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id),
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        token_digest TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX participants_session ON participants (session_id);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL REFERENCES sessions (id),
+        type TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_session ON events (session_id, seq);
+    CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id),
+        ticket_id TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        taken_by TEXT NOT NULL,
+        source TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        annotations TEXT NOT NULL,
+        raw_key TEXT NOT NULL,
+        annotated_key TEXT NOT NULL
+    );
+    CREATE INDEX snapshots_session ON snapshots (session_id, taken_at);
+    """,
+]
+
+
+def _ts(moment: datetime | None) -> str | None:
+    # Fixed-width UTC text, so SQL string comparison is time comparison.
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _session(row: aiosqlite.Row) -> Session:
+    created_at = _dt(row["created_at"])
+    expires_at = _dt(row["expires_at"])
+    assert created_at is not None and expires_at is not None
+    return Session(
+        id=row["id"], ticket_id=row["ticket_id"], tier=row["tier"],
+        customer=json.loads(row["customer"]), status=Status(row["status"]),
+        created_at=created_at, expires_at=expires_at,
+        started_at=_dt(row["started_at"]), ended_at=_dt(row["ended_at"]),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        notes=row["notes"], ended_by=row["ended_by"],
+    )
+
+
+def _event(row: aiosqlite.Row) -> Event:
+    at = _dt(row["at"])
+    assert at is not None
+    return Event(seq=row["seq"], session_id=row["session_id"], type=EventType(row["type"]),
+                 at=at, actor=row["actor"], data=json.loads(row["data"]))
+
+
+def _snapshot(row: aiosqlite.Row) -> Snapshot:
+    taken_at = _dt(row["taken_at"])
+    assert taken_at is not None
+    return Snapshot(
+        id=row["id"], session_id=row["session_id"], ticket_id=row["ticket_id"], taken_at=taken_at,
+        taken_by=row["taken_by"], source=SnapshotSource(row["source"]), width=row["width"],
+        height=row["height"], annotations=json.loads(row["annotations"]),
+        raw_key=row["raw_key"], annotated_key=row["annotated_key"],
+    )
+
+
+def _participant(row: aiosqlite.Row) -> Participant:
+    created_at = _dt(row["created_at"])
+    assert created_at is not None
+    return Participant(id=row["id"], session_id=row["session_id"], role=Role(row["role"]),
+                       name=row["name"], created_at=created_at)
+
+
+def _api_key(row: aiosqlite.Row) -> ApiKey:
+    created_at = _dt(row["created_at"])
+    assert created_at is not None
+    return ApiKey(id=row["id"], name=row["name"], created_at=created_at,
+                  last_used_at=_dt(row["last_used_at"]), revoked_at=_dt(row["revoked_at"]))
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._db.execute("PRAGMA synchronous = NORMAL")
+        await self._db.execute("PRAGMA foreign_keys = ON")
+        await self._db.execute("PRAGMA busy_timeout = 5000")
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = row[0] if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database {self._path} has schema version {version}, newer than this "
+                f"visassist knows ({len(MIGRATIONS)}); upgrade visassist"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _one(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return row
+
+    async def _all(self, sql: str, params: tuple[Any, ...]) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    @staticmethod
+    async def _insert_event(db: aiosqlite.Connection, session_id: str, type: EventType, actor: str,
+                            data: dict[str, Any], at: datetime) -> Event:
+        cursor = await db.execute(
+            "INSERT INTO events (session_id, type, at, actor, data) VALUES (?, ?, ?, ?, ?)",
+            (session_id, type.value, _ts(at), actor, json.dumps(data)),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return Event(seq=seq, session_id=session_id, type=type, at=at, actor=actor, data=data)
+
+    # API keys
+
+    async def create_api_key(self, key_id: str, name: str, key_digest: str) -> ApiKey:
+        now = utcnow()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO api_keys (id, name, key_digest, created_at) VALUES (?, ?, ?, ?)",
+                (key_id, name, key_digest, _ts(now)),
+            )
+        return ApiKey(id=key_id, name=name, created_at=now, last_used_at=None, revoked_at=None)
+
+    async def api_key_by_digest(self, key_digest: str) -> ApiKey | None:
+        row = await self._one("SELECT * FROM api_keys WHERE key_digest = ?", (key_digest,))
+        return _api_key(row) if row else None
+
+    async def touch_api_key(self, key_id: str, at: datetime) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_ts(at), key_id))
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return [_api_key(r) for r in await self._all("SELECT * FROM api_keys ORDER BY created_at", ())]
+
+    # Sessions and participants
+
+    async def create_session(
+        self, session: Session, participants: list[tuple[Participant, str]], actor: str
+    ) -> Event:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session.id, session.ticket_id, session.tier, json.dumps(session.customer),
+                 session.status.value, _ts(session.created_at), _ts(session.expires_at)),
+            )
+            for participant, token_digest in participants:
+                await db.execute(
+                    "INSERT INTO participants (id, session_id, role, name, token_digest, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (participant.id, session.id, participant.role.value, participant.name,
+                     token_digest, _ts(participant.created_at)),
+                )
+            return await self._insert_event(
+                db, session.id, EventType.SESSION_CREATED, actor,
+                {"ticket_id": session.ticket_id, "tier": session.tier,
+                 "expires_at": _ts(session.expires_at)},
+                session.created_at,
+            )
+
+    async def get_session(self, session_id: str) -> Session | None:
+        row = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return _session(row) if row else None
+
+    async def sessions_for_ticket(self, ticket_id: str) -> list[Session]:
+        rows = await self._all(
+            "SELECT * FROM sessions WHERE ticket_id = ? ORDER BY created_at", (ticket_id,))
+        return [_session(r) for r in rows]
+
+    async def open_sessions(self) -> list[Session]:
+        rows = await self._all("SELECT * FROM sessions WHERE status IN ('waiting', 'live')", ())
+        return [_session(r) for r in rows]
+
+    async def participant_by_token(self, token_digest: str) -> Participant | None:
+        row = await self._one("SELECT * FROM participants WHERE token_digest = ?", (token_digest,))
+        return _participant(row) if row else None
+
+    async def participants(self, session_id: str) -> list[Participant]:
+        rows = await self._all(
+            "SELECT * FROM participants WHERE session_id = ? ORDER BY created_at", (session_id,))
+        return [_participant(r) for r in rows]
+
+    async def mark_live(self, session_id: str, at: datetime) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'live', started_at = ? WHERE id = ? AND status = 'waiting'",
+                (_ts(at), session_id),
+            )
+            return cursor.rowcount == 1
+
+    async def end_session(
+        self, session_id: str, outcome: Outcome, notes: str, actor: str, at: datetime,
+        data: dict[str, Any],
+    ) -> tuple[Session, Event] | None:
+        async with self._transaction() as db:
+            # A session that never went live still has a duration of zero, not none.
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'ended', ended_at = ?, outcome = ?, notes = ?,"
+                " ended_by = ?, started_at = COALESCE(started_at, ?)"
+                " WHERE id = ? AND status IN ('waiting', 'live') AND expires_at > ?",
+                (_ts(at), outcome.value, notes, actor, _ts(at), session_id, _ts(at)),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+            assert row is not None
+            session = _session(row)
+            event = await self._insert_event(
+                db, session_id, EventType.SESSION_ENDED, actor,
+                {**data, "outcome": outcome.value, "notes": notes,
+                 "duration_seconds": session.duration_seconds},
+                at,
+            )
+            return session, event
+
+    async def expire_session(self, session_id: str, at: datetime) -> Event | None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'expired', ended_at = ?"
+                " WHERE id = ? AND status IN ('waiting', 'live') AND expires_at <= ?",
+                (_ts(at), session_id, _ts(at)),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_event(db, session_id, EventType.SESSION_EXPIRED, "system", {}, at)
+
+    # Timeline
+
+    async def append_event(
+        self, session_id: str, type: EventType, actor: str, data: dict[str, Any], at: datetime
+    ) -> Event:
+        async with self._transaction() as db:
+            return await self._insert_event(db, session_id, type, actor, data, at)
+
+    async def events(self, session_id: str) -> list[Event]:
+        rows = await self._all("SELECT * FROM events WHERE session_id = ? ORDER BY seq", (session_id,))
+        return [_event(r) for r in rows]
+
+    # Snapshots
+
+    async def add_snapshot(self, snapshot: Snapshot, event_data: dict[str, Any]) -> Event:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO snapshots (id, session_id, ticket_id, taken_at, taken_by, source, width,"
+                " height, annotations, raw_key, annotated_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (snapshot.id, snapshot.session_id, snapshot.ticket_id, _ts(snapshot.taken_at),
+                 snapshot.taken_by, snapshot.source.value, snapshot.width, snapshot.height,
+                 json.dumps(snapshot.annotations), snapshot.raw_key, snapshot.annotated_key),
+            )
+            return await self._insert_event(
+                db, snapshot.session_id, EventType.SNAPSHOT_CAPTURED, snapshot.taken_by,
+                event_data, snapshot.taken_at,
+            )
+
+    async def snapshots(self, session_id: str) -> list[Snapshot]:
+        rows = await self._all(
+            "SELECT * FROM snapshots WHERE session_id = ? ORDER BY taken_at, id", (session_id,))
+        return [_snapshot(r) for r in rows]
+
+    async def snapshot(self, session_id: str, snapshot_id: str) -> Snapshot | None:
+        row = await self._one(
+            "SELECT * FROM snapshots WHERE session_id = ? AND id = ?", (session_id, snapshot_id))
+        return _snapshot(row) if row else None
