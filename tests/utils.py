@@ -74,6 +74,7 @@ class FakeParticipant:
         self.pc: RTCPeerConnection | None = None
         self.welcome: dict[str, Any] = {}
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
     async def join(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class FakeParticipant:
 
     async def negotiate(self, send: MediaStreamTrack | None = None, receive: bool = False) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.on("track", self.tracks.put_nowait)
         if send is not None:
             self.pc.addTransceiver(send, direction="sendonly")
         if receive:
@@ -112,6 +114,9 @@ class FakeParticipant:
         await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.expect("answer")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def track(self, timeout: float = 10.0) -> MediaStreamTrack:
+        return await asyncio.wait_for(self.tracks.get(), timeout)
 
     async def close(self) -> None:
         if self.pc is not None:

@@ -85,7 +85,10 @@ class Room:
         await asyncio.gather(*(c.send(message) for c in targets))
 
     def _video_changed(self, frame: VideoFrame | None) -> None:
-        self.spawn(self.broadcast(self.media_state(), {Role.AGENT}))
+        # Called from inside the source's pump, so say what changed rather than asking the source.
+        state = (MediaState(state="none") if frame is None
+                 else MediaState(state="live", width=frame.width, height=frame.height))
+        self.spawn(self.broadcast(state, {Role.AGENT}))
         if frame is not None and self.on_video_started is not None:
             self.spawn(self.on_video_started(frame))
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -87,6 +88,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX snapshots_session ON snapshots (session_id, taken_at);
     """,
 ]
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def shielded(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A write runs to its end even if its caller is cancelled (a socket closing mid-write).
+
+    Cancelling a write half-way would leave the connection inside an open transaction, and every
+    later write would fail; a cancelled caller simply stops waiting for the result.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.shield(asyncio.ensure_future(method(*args, **kwargs)))
+
+    return wrapper
 
 
 def _ts(moment: datetime | None) -> str | None:
@@ -216,6 +235,7 @@ class SqliteStore:
 
     # API keys
 
+    @shielded
     async def create_api_key(self, key_id: str, name: str, key_digest: str) -> ApiKey:
         now = utcnow()
         async with self._transaction() as db:
@@ -229,6 +249,7 @@ class SqliteStore:
         row = await self._one("SELECT * FROM api_keys WHERE key_digest = ?", (key_digest,))
         return _api_key(row) if row else None
 
+    @shielded
     async def touch_api_key(self, key_id: str, at: datetime) -> None:
         async with self._transaction() as db:
             await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (_ts(at), key_id))
@@ -238,6 +259,7 @@ class SqliteStore:
 
     # Sessions and participants
 
+    @shielded
     async def create_session(
         self, session: Session, participants: list[tuple[Participant, str]], actor: str
     ) -> Event:
@@ -284,6 +306,7 @@ class SqliteStore:
             "SELECT * FROM participants WHERE session_id = ? ORDER BY created_at", (session_id,))
         return [_participant(r) for r in rows]
 
+    @shielded
     async def mark_live(self, session_id: str, at: datetime) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
@@ -292,6 +315,7 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
+    @shielded
     async def end_session(
         self, session_id: str, outcome: Outcome, notes: str, actor: str, at: datetime,
         data: dict[str, Any],
@@ -317,6 +341,7 @@ class SqliteStore:
             )
             return session, event
 
+    @shielded
     async def expire_session(self, session_id: str, at: datetime) -> Event | None:
         async with self._transaction() as db:
             cursor = await db.execute(
@@ -330,6 +355,7 @@ class SqliteStore:
 
     # Timeline
 
+    @shielded
     async def append_event(
         self, session_id: str, type: EventType, actor: str, data: dict[str, Any], at: datetime
     ) -> Event:
@@ -342,6 +368,7 @@ class SqliteStore:
 
     # Snapshots
 
+    @shielded
     async def add_snapshot(self, snapshot: Snapshot, event_data: dict[str, Any]) -> Event:
         async with self._transaction() as db:
             await db.execute(

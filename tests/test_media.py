@@ -1,0 +1,129 @@
+"""The real signalling and media path with aiortc participants: a fake phone camera in, an agent out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from aiohttp.test_utils import TestClient
+from aiortc.mediastreams import MediaStreamTrack
+
+from tests.utils import (
+    MARKER_ID,
+    FakeParticipant,
+    MarkerTrack,
+    decode_png,
+    detect_markers,
+    red_fraction,
+    token_of,
+)
+
+Create = Callable[..., Awaitable[dict[str, Any]]]
+ARROW = {"kind": "arrow", "color": "#ff0000", "width": 0.01, "points": [[0.6, 0.2], [0.9, 0.5]]}
+
+
+async def first_frame(track: MediaStreamTrack, timeout: float = 15) -> np.ndarray:
+    frame = await asyncio.wait_for(track.recv(), timeout)
+    return np.asarray(frame.to_ndarray(format="bgr24"))
+
+
+async def test_customer_video_reaches_agent_and_snapshot_holds_marker(
+    client: TestClient, create_session: Create, auth: dict[str, str]
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        # The agent is connected before the customer joins, as in a real escalation.
+        welcome = await agent.join()
+        assert welcome["participant"]["role"] == "agent"
+        assert welcome["ice_servers"] == []
+        assert (await agent.expect("media"))["state"] == "none"
+        await agent.negotiate(receive=True)
+
+        await customer.join()
+        await customer.negotiate(send=MarkerTrack(640, 480))
+        media = await agent.expect("media", timeout=15)
+        assert (media["state"], media["width"], media["height"]) == ("live", 640, 480)
+
+        image = await first_frame(await agent.track())
+        assert image.shape[:2] == (480, 640)
+        assert MARKER_ID in detect_markers(image), "the agent sees the customer's camera"
+
+        await agent.send({"type": "snapshot", "request_id": "r1", "annotations": [ARROW]})
+        stored = (await agent.expect("snapshot.stored"))["snapshot"]
+        assert (stored["width"], stored["height"], stored["source"]) == (640, 480, "camera")
+        assert stored["annotations"] == [ARROW]
+
+        raw = await client.get(stored["raw_url"], headers=auth)
+        assert raw.status == 200 and raw.content_type == "image/png"
+        raw_image = decode_png(await raw.read())
+        annotated = decode_png(await (await client.get(stored["annotated_url"], headers=auth)).read())
+        assert raw_image.shape == (480, 640, 3)
+        assert MARKER_ID in detect_markers(raw_image)
+        # The arrow runs from (0.6, 0.2) to (0.9, 0.5): red along it in the annotated image only.
+        assert red_fraction(annotated, 0.72, 0.30, 0.78, 0.40) > 0.05
+        assert red_fraction(raw_image, 0.55, 0.15, 0.95, 0.55) == 0
+        assert red_fraction(annotated, 0.05, 0.6, 0.4, 0.95) == 0, "nothing drawn elsewhere"
+
+        listing = await (await client.get(f"/api/v1/sessions/{session['id']}/snapshots", headers=auth)).json()
+        assert [s["id"] for s in listing["snapshots"]] == [stored["id"]]
+
+        await agent.send({"type": "end", "outcome": "resolved", "notes": "Cable reseated"})
+        assert (await customer.expect("ended"))["outcome"] == "resolved"
+        assert (await agent.expect("ended"))["status"] == "ended"
+    finally:
+        await customer.close()
+        await agent.close()
+
+    record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert record["status"] == "ended" and record["outcome"]["outcome"] == "resolved"
+    types = [e["type"] for e in record["events"]]
+    assert types[0] == "session.created"
+    for expected in ("participant.joined", "media.started", "snapshot.captured", "session.ended",
+                     "participant.left"):
+        assert expected in types, types
+    assert types.index("snapshot.captured") < types.index("session.ended")
+    joined = [e["data"]["role"] for e in record["events"] if e["type"] == "participant.joined"]
+    assert joined == ["agent", "customer"]
+    assert record["duration_seconds"] > 0
+
+
+async def test_customer_reconnects_and_agent_keeps_receiving(
+    client: TestClient, create_session: Create, auth: dict[str, str]
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    first = FakeParticipant(client, token_of(session["customer_url"]))
+    second = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        assert (await agent.expect("media"))["state"] == "none"
+        await agent.negotiate(receive=True)
+        await first.join()
+        await first.negotiate(send=MarkerTrack())
+        track = await agent.track()
+        await first_frame(track)
+
+        # The phone drops off the network; the same link brings it back into the same session.
+        await first.close()
+        assert (await agent.expect("media"))["state"] == "live"
+        assert (await agent.expect("media", timeout=15))["state"] == "none"
+        await second.join()
+        await second.negotiate(send=MarkerTrack(320, 240))
+        media = await agent.expect("media", timeout=15)
+        assert (media["width"], media["height"]) == (320, 240)
+        # Same agent connection, same track: frames of the new size arrive without renegotiating.
+        async with asyncio.timeout(15):
+            while (await first_frame(track)).shape[:2] != (240, 320):
+                pass
+    finally:
+        await second.close()
+        await agent.close()
+    record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    customer_joins = [e["data"] for e in record["events"]
+                      if e["type"] == "participant.joined" and e["data"]["role"] == "customer"]
+    assert [j["rejoin"] for j in customer_joins] == [False, True]
+    assert record["status"] == "live"
