@@ -1,0 +1,200 @@
+"""The whole product in real headless Chromium: a phone customer with a fake camera, an agent console."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+
+from tests.browser import launch_options, write_marker_y4m
+from tests.utils import MARKER_ID, decode_png, detect_markers, red_fraction
+from visassist.app import create_app
+from visassist.config import Settings
+from visassist.context import AppContext
+from visassist.tokens import digest, new_api_key, new_id
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture(scope="session")
+def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_marker_y4m(tmp_path_factory.mktemp("camera") / "marker.y4m")
+
+
+@pytest.fixture
+async def server(aiohttp_server: ServerFactory, settings: Settings) -> TestServer:
+    return await aiohttp_server(create_app(settings), host="127.0.0.1")
+
+
+@pytest.fixture
+async def api(server: TestServer) -> AsyncIterator[aiohttp.ClientSession]:
+    key = new_api_key()
+    await server.app[AppContext.KEY].store.create_api_key(new_id("key"), "browser tests", digest(key))
+    async with aiohttp.ClientSession(base_url=str(server.make_url("/")),
+                                     headers={"Authorization": f"Bearer {key}"}) as session:
+        yield session
+
+
+@pytest.fixture
+async def playwright() -> AsyncIterator[Playwright]:
+    async with async_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+async def browser(playwright: Playwright, camera_file: Path) -> AsyncIterator[Browser]:
+    browser = await playwright.chromium.launch(**launch_options(camera_file))
+    yield browser
+    await browser.close()
+
+
+@pytest.fixture
+async def phone(playwright: Playwright, browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(**playwright.devices["Pixel 7"])
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context
+    await context.close()
+
+
+async def new_session(api: aiohttp.ClientSession) -> dict[str, Any]:
+    body = {"ticket_id": "ZD-1042", "tier": 2, "customer": {"name": "Ana"}}
+    async with api.post("/api/v1/sessions", json=body) as response:
+        assert response.status == 201
+        return dict(await response.json())
+
+
+async def get_png(api: aiohttp.ClientSession, url: str) -> Any:
+    async with api.get(url) as response:
+        assert response.status == 200 and response.content_type == "image/png"
+        return decode_png(await response.read())
+
+
+def console_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+async def drag(page: Page, testid: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    box = await page.get_by_test_id(testid).bounding_box()
+    assert box is not None
+    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
+    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
+    await page.mouse.move(x0, y0)
+    await page.mouse.down()
+    for step in range(1, 11):
+        await page.mouse.move(x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10)
+    await page.mouse.up()
+
+
+async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserContext,
+                                     desktop: BrowserContext) -> None:
+    session = await new_session(api)
+
+    agent = await desktop.new_page()
+    agent_errors = console_errors(agent)
+    await agent.goto(session["agent_url"])
+    await expect(agent.get_by_test_id("ticket-id")).to_have_text("ZD-1042")
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Waiting for the customer")
+    await expect(agent.get_by_test_id("snapshot")).to_be_disabled()
+
+    customer = await phone.new_page()
+    customer_errors = console_errors(customer)
+    await customer.goto(session["customer_url"])
+    await expect(customer.get_by_role("heading", name="Show your support agent")).to_be_visible()
+    await expect(customer.get_by_text("saved with your support ticket")).to_be_visible()
+    await customer.get_by_test_id("join").tap()
+    await expect(customer.get_by_test_id("local-video")).to_be_visible()
+    await customer.wait_for_function(
+        "document.querySelector('[data-testid=local-video]').videoWidth > 0")
+    await expect(customer.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+    await agent.wait_for_function(
+        "(() => { const v = document.querySelector('[data-testid=remote-video]');"
+        " return v.videoWidth > 0 && v.currentTime > 0; })()")
+    await expect(agent.get_by_test_id("snapshot")).to_be_enabled()
+
+    # Default tool is the arrow: drag from the upper middle to the right, away from the marker.
+    await drag(agent, "annotation-canvas", (0.6, 0.2), (0.9, 0.5))
+    await agent.get_by_test_id("snapshot").click()
+    await expect(agent.get_by_test_id("snapshot-list").locator("> *")).to_have_count(1, timeout=5_000)
+    thumbnail = agent.get_by_test_id("snapshot-list").locator("img")
+    await expect(thumbnail).to_have_js_property("complete", True)
+    assert await thumbnail.evaluate("img => img.naturalWidth") > 0
+
+    async with api.get(f"/api/v1/sessions/{session['id']}/snapshots") as response:
+        snapshots = (await response.json())["snapshots"]
+    assert len(snapshots) == 1
+    snapshot = snapshots[0]
+    [arrow] = snapshot["annotations"]
+    assert arrow["kind"] == "arrow"
+    (tx, ty), (hx, hy) = arrow["points"]
+    assert abs(tx - 0.6) < 0.03 and abs(ty - 0.2) < 0.03 and abs(hx - 0.9) < 0.03 and abs(hy - 0.5) < 0.03
+
+    raw = await get_png(api, snapshot["raw_url"])
+    annotated = await get_png(api, snapshot["annotated_url"])
+    assert raw.shape[:2] == (snapshot["height"], snapshot["width"])
+    assert MARKER_ID in detect_markers(raw), "the snapshot holds what the camera showed"
+    assert MARKER_ID in detect_markers(annotated), "the drawing does not cover the marker"
+    assert red_fraction(annotated, 0.71, 0.29, 0.79, 0.41) > 0.05, "the arrow is where it was drawn"
+    assert red_fraction(raw, 0.55, 0.15, 0.95, 0.55) < 0.001
+    assert red_fraction(annotated, 0.0, 0.6, 0.5, 1.0) < 0.001
+
+    await agent.get_by_test_id("outcome").select_option("resolved")
+    await agent.locator("#notes").fill("Reseated the HDMI cable")
+    await agent.get_by_test_id("end-session").click()
+    await expect(customer.get_by_role("heading", name="The session has ended")).to_be_visible()
+    await expect(agent.get_by_test_id("connection-state")).to_have_text("Session ended")
+
+    async with api.get(f"/api/v1/tickets/{session['ticket_id']}") as response:
+        record = (await response.json())["sessions"][0]
+    assert record["status"] == "ended"
+    assert record["outcome"]["outcome"] == "resolved"
+    assert record["outcome"]["notes"] == "Reseated the HDMI cable"
+    assert record["duration_seconds"] > 0
+    assert [s["id"] for s in record["snapshots"]] == [snapshot["id"]]
+    types = [e["type"] for e in record["events"]]
+    assert types[:3] == ["session.created", "participant.joined", "participant.joined"]
+    for expected in ("media.started", "snapshot.captured", "session.ended", "participant.left"):
+        assert expected in types
+
+    # The links stop working once the session has ended.
+    await customer.reload()
+    await expect(customer.get_by_role("heading", name="This session has ended")).to_be_visible()
+    assert agent_errors == [] and customer_errors == []
+
+
+@pytest.mark.parametrize(("fake_devices", "grant_camera", "title"), [
+    (True, False, "Camera access is off"),
+    (False, True, "No camera found"),
+])
+async def test_customer_told_plainly_when_camera_is_refused_or_missing(
+    playwright: Playwright, api: aiohttp.ClientSession, fake_devices: bool, grant_camera: bool, title: str
+) -> None:
+    session = await new_session(api)
+    browser = await playwright.chromium.launch(
+        **launch_options(None, fake_devices=fake_devices, grant_camera=grant_camera))
+    try:
+        context = await browser.new_context(**playwright.devices["Pixel 7"])
+        page = await context.new_page()
+        await page.goto(session["customer_url"])
+        await page.get_by_test_id("join").tap()
+        await expect(page.get_by_role("alert")).to_contain_text(title)
+        await expect(page.get_by_role("button", name="Try again")).to_be_visible()
+    finally:
+        await browser.close()
+    async with api.get(f"/api/v1/sessions/{session['id']}") as response:
+        body = await response.json()
+    assert body["status"] == "waiting", "a refused camera never joined the session"
