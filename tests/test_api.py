@@ -21,7 +21,9 @@ async def error_of(response: Any, status: int) -> str:
     return str(body["error"]["code"])
 
 
-async def test_create_session_returns_links_and_waiting_status(client: TestClient, create_session: Create) -> None:
+async def test_create_session_returns_links_and_waiting_status(
+    client: TestClient, create_session: Create
+) -> None:
     session = await create_session()
     assert session["status"] == "waiting"
     assert session["ticket_id"] == "ZD-1042" and session["tier"] == 2

@@ -130,13 +130,14 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | Non
         _watch_video(ctx, room)
 
     connection = Connection(participant=participant, ws=ws)
-    previous = room.connections.pop(participant.id, None)
+    # Register before any await, so the room is never empty (and discarded) while we are joining.
+    previous = room.connections.get(participant.id)
+    room.connections[participant.id] = connection
     if previous is not None:
         # The same link opened again (a reload, a second tab): the newest socket wins.
         await previous.send(_error(ErrorCode.REPLACED, "this link was opened somewhere else"))
         await ctx.sessions.left(session.id, participant, "replaced")
         await previous.close()
-    room.connections[participant.id] = connection
     rejoin = participant.id in room.joined_once
     room.joined_once.add(participant.id)
     await ctx.sessions.joined(session, participant, rejoin)
@@ -179,7 +180,8 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> 
                 ref = getattr(parsed, "request_id", None) or parsed.type
                 await _dispatch(ctx, joined, parsed)
             except ProtocolError as exc:
-                await joined.connection.send(exc.message_out())
+                error = exc.message_out()
+                await joined.connection.send(error if error.ref else error.model_copy(update={"ref": ref}))
             except ClientError as exc:
                 await joined.connection.send(_as_protocol_error(exc, ref))
         elif message.type == WSMsgType.BINARY:

@@ -1,0 +1,217 @@
+"""The signalling socket: handshake, token rules, role rules and every kind of bad message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from tests.utils import FakeParticipant, expire_now, token_of
+
+Create = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def refused(client: TestClient, hello: Any) -> dict[str, Any]:
+    """Send one first message and return the error the server answers with before closing."""
+    ws = await client.ws_connect("/ws")
+    if isinstance(hello, bytes):
+        await ws.send_bytes(hello)
+    elif isinstance(hello, str):
+        await ws.send_str(hello)
+    else:
+        await ws.send_json(hello)
+    message = await ws.receive(timeout=5)
+    assert message.type == WSMsgType.TEXT
+    error = message.json()
+    assert error["type"] == "error" and error["message"]
+    closing = await ws.receive(timeout=5)
+    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    return dict(error)
+
+
+@pytest.mark.parametrize(("hello", "code"), [
+    ({"type": "hello", "protocol": 1, "token": "x" * 43}, "invalid_token"),
+    ({"type": "hello", "protocol": 1, "token": "short"}, "invalid_token"),
+    ({"type": "hello", "protocol": 99, "token": "x" * 43}, "unsupported_protocol"),
+    ({"type": "offer", "sdp": "v=0"}, "not_authenticated"),
+    ({"type": "hello", "protocol": 1}, "invalid_message"),
+    ({"type": "bogus"}, "invalid_message"),
+    ("not json", "invalid_message"),
+    ("[1, 2]", "invalid_message"),
+    (b"\x00\x01", "invalid_message"),
+])
+async def test_bad_hello_is_refused_with_a_code(client: TestClient, hello: Any, code: str) -> None:
+    assert (await refused(client, hello))["code"] == code
+
+
+async def test_welcome_tells_role_and_session(client: TestClient, create_session: Create) -> None:
+    session = await create_session()
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        welcome = await customer.join()
+        assert welcome["protocol"] == 1
+        assert welcome["participant"]["role"] == "customer"
+        assert welcome["participant"]["name"] == "Ana"
+        assert welcome["session"]["id"] == session["id"]
+        assert welcome["session"]["status"] == "live"
+        presence = await customer.expect("presence")
+        connected = {p["role"]: p["connected"] for p in presence["participants"]}
+        assert connected == {"customer": True, "agent": False}
+    finally:
+        await customer.close()
+
+
+async def test_customer_token_cannot_act_as_agent(client: TestClient, create_session: Create,
+                                                  auth: dict[str, str]) -> None:
+    session = await create_session()
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await customer.join()
+        await customer.send({"type": "end", "outcome": "resolved"})
+        error = await customer.expect("error")
+        assert (error["code"], error["ref"]) == ("forbidden", "end")
+        await customer.send({"type": "snapshot", "request_id": "r1", "annotations": []})
+        assert (await customer.expect("error"))["code"] == "forbidden"
+    finally:
+        await customer.close()
+    body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert body["status"] == "live" and body["snapshots"] == []
+    # Nor can a customer link open the console.
+    assert (await client.get(f"/a/{token_of(session['customer_url'])}")).status == 404
+
+
+async def test_tokens_are_scoped_to_their_own_session(client: TestClient, create_session: Create) -> None:
+    one, two = await create_session(), await create_session(ticket_id="OTHER-2")
+    agent = FakeParticipant(client, token_of(one["agent_url"]))
+    try:
+        welcome = await agent.join()
+        assert welcome["session"]["id"] == one["id"] != two["id"]
+        assert welcome["session"]["ticket_id"] == "ZD-1042"
+    finally:
+        await agent.close()
+    response = await client.get(f"/a/{token_of(one['agent_url'])}/snapshots/snp_x/raw.png")
+    assert response.status == 404
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ({"type": "hello", "protocol": 1, "token": "x" * 43}, "invalid_message"),
+    ({"type": "ice", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"},
+     "invalid_message"),
+    ({"type": "snapshot", "request_id": "r", "annotations": []}, "no_video"),
+    ({"type": "snapshot", "request_id": "r", "annotations": [{"kind": "arrow", "points": [[0, 0]]}]},
+     "invalid_message"),
+    ({"type": "snapshot", "request_id": "r", "annotations": [{"kind": "blob", "points": [[0, 0]]}]},
+     "invalid_message"),
+    ({"type": "snapshot", "request_id": "r",
+      "annotations": [{"kind": "arrow", "points": [[0, 0], [2, 0.5]]}]}, "invalid_message"),
+    ({"type": "snapshot", "request_id": "r",
+      "annotations": [{"kind": "text", "points": [[0.1, 0.1]], "text": "x", "color": "red"}]},
+     "invalid_message"),
+    ({"type": "end", "outcome": "fixed"}, "invalid_message"),
+    ({"type": "offer", "sdp": "this is not sdp"}, "media_failed"),
+    ({"type": "offer", "sdp": "v=0\r\n" * 20_000}, "invalid_message"),
+])
+async def test_bad_messages_get_an_error_and_the_socket_stays_open(
+    client: TestClient, create_session: Create, auth: dict[str, str], message: dict[str, Any], code: str
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await agent.join()
+        await agent.send(message)
+        error = await agent.expect("error")
+        assert error["code"] == code, error
+        # Still in the session: a good message afterwards works.
+        await agent.send({"type": "end", "outcome": "no_show"})
+        assert (await agent.expect("ended"))["outcome"] == "no_show"
+    finally:
+        await agent.close()
+    body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert body["snapshots"] == []
+
+
+async def test_reopened_link_replaces_the_old_socket(client: TestClient, create_session: Create,
+                                                      auth: dict[str, str]) -> None:
+    session = await create_session()
+    first = FakeParticipant(client, token_of(session["agent_url"]))
+    second = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await first.join()
+        await second.join()
+        assert (await first.expect("error"))["code"] == "replaced"
+        await second.send({"type": "end", "outcome": "resolved"})
+        await second.expect("ended")
+    finally:
+        await first.close()
+        await second.close()
+    events = (await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json())["events"]
+    agent_events = [(e["type"], e["data"].get("rejoin"), e["data"].get("reason")) for e in events
+                    if e["type"].startswith("participant.")]
+    assert agent_events == [
+        ("participant.joined", False, None),
+        ("participant.left", None, "replaced"),
+        ("participant.joined", True, None),
+        ("participant.left", None, "ended"),
+    ]
+
+
+async def test_ended_and_expired_sessions_refuse_sockets(client: TestClient, create_session: Create,
+                                                         auth: dict[str, str]) -> None:
+    ended = await create_session()
+    await client.post(f"/api/v1/sessions/{ended['id']}/end", json={"outcome": "no_show"}, headers=auth)
+    hello = {"type": "hello", "protocol": 1, "token": token_of(ended["customer_url"])}
+    assert (await refused(client, hello))["code"] == "session_ended"
+
+    expired = await create_session()
+    await expire_now(client, expired["id"])
+    hello = {"type": "hello", "protocol": 1, "token": token_of(expired["agent_url"])}
+    assert (await refused(client, hello))["code"] == "session_expired"
+
+
+async def test_api_end_tells_everyone_connected(client: TestClient, create_session: Create,
+                                                auth: dict[str, str]) -> None:
+    session = await create_session()
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await customer.join()
+        await agent.join()
+        response = await client.post(f"/api/v1/sessions/{session['id']}/end", headers=auth,
+                                     json={"outcome": "follow_up", "notes": "Ship a new router"})
+        assert response.status == 200
+        for participant in (customer, agent):
+            ended = await participant.expect("ended")
+            assert (ended["status"], ended["outcome"]) == ("ended", "follow_up")
+    finally:
+        await customer.close()
+        await agent.close()
+
+
+async def test_live_session_expiry_disconnects_with_a_reason(client: TestClient, create_session: Create,
+                                                             auth: dict[str, str]) -> None:
+    session = await create_session()
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await customer.join()
+        await expire_now(client, session["id"])
+        assert (await customer.expect("ended", timeout=5))["status"] == "expired"
+    finally:
+        await customer.close()
+    body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert body["status"] == "expired"
+    assert body["events"][-1]["type"] in ("session.expired", "participant.left")
+
+
+async def test_socket_without_hello_times_out_politely(client: TestClient,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from visassist.signalling import handler
+
+    monkeypatch.setattr(handler, "HELLO_TIMEOUT", 0.2)
+    ws = await client.ws_connect("/ws")
+    message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.json()["code"] == "not_authenticated"
+    await ws.close()
