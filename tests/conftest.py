@@ -10,9 +10,16 @@ from aiohttp.test_utils import TestClient
 from visassist.app import create_app
 from visassist.config import Settings
 from visassist.context import AppContext
+from visassist.media.ice import use_host_addresses
 from visassist.tokens import digest, new_api_key, new_id
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_ice() -> None:
+    """The tests' own aiortc peers (fake customers and agents) gather on loopback too."""
+    use_host_addresses(["127.0.0.1"])
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from aiohttp import ClientWebSocketResponse
+from aiohttp import ClientSession, ClientWebSocketResponse
 from aiohttp.test_utils import TestClient
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamTrack
@@ -67,7 +67,7 @@ class MarkerTrack(VideoStreamTrack):
 class FakeParticipant:
     """A participant speaking the real protocol over a real socket, with a real aiortc peer."""
 
-    def __init__(self, client: TestClient, token: str) -> None:
+    def __init__(self, client: TestClient | ClientSession, token: str) -> None:
         self.client = client
         self.token = token
         self.ws: ClientWebSocketResponse | None = None

@@ -1,0 +1,117 @@
+"""A real `visassist serve` process, stopped and started again: the record is all still there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.utils import MARKER_ID, FakeParticipant, MarkerTrack, decode_png, detect_markers, token_of
+
+VISASSIST = str(Path(sys.executable).with_name("visassist"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def server(data_dir: Path, port: int, stop: signal.Signals = signal.SIGTERM) -> AsyncIterator[str]:
+    process = await asyncio.create_subprocess_exec(
+        VISASSIST, "serve", "--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("server did not start")
+        yield base
+    finally:
+        process.send_signal(stop)
+        output = (await asyncio.wait_for(process.communicate(), 20))[0].decode()
+        assert "Traceback" not in output, output
+
+
+def create_key(data_dir: Path) -> str:
+    result = subprocess.run([VISASSIST, "api-key", "create", "--name", "restart test", "--data-dir",
+                             str(data_dir)], capture_output=True, text=True, check=True)
+    assert "shown once" in result.stderr
+    return result.stdout.strip()
+
+
+def without_presence(record: dict[str, Any]) -> dict[str, Any]:
+    for session in record["sessions"]:
+        for participant in session["participants"]:
+            participant.pop("connected")
+    return record
+
+
+async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    key = create_key(data_dir)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
+        async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 3}) as response:
+            done = await response.json()
+        async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 2}) as response:
+            live = await response.json()
+        agent = FakeParticipant(api, token_of(done["agent_url"]))
+        customer = FakeParticipant(api, token_of(done["customer_url"]))
+        still_here = FakeParticipant(api, token_of(live["customer_url"]))
+        await agent.join()
+        await customer.join()
+        await customer.negotiate(send=MarkerTrack())
+        await agent.expect("media")
+        while (await agent.expect("media", timeout=15))["state"] != "live":
+            pass
+        await agent.send({"type": "snapshot", "request_id": "r1", "annotations": [
+            {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}]})
+        await agent.expect("snapshot.stored")
+        await agent.send({"type": "end", "outcome": "resolved", "notes": "before restart"})
+        await customer.expect("ended")
+        await agent.close()
+        await customer.close()
+        # This customer is still connected when the server stops.
+        await still_here.join()
+        async with api.get("/api/v1/tickets/ZD-7") as response:
+            before = without_presence(await response.json())
+    await still_here.close()
+
+    async with server(data_dir, port, stop=signal.SIGKILL) as base, \
+            aiohttp.ClientSession(base_url=base, headers=headers) as api:
+        async with api.get("/api/v1/tickets/ZD-7") as response:
+            after = without_presence(await response.json())
+        live_after = after["sessions"][1]
+        assert live_after["events"][-1]["type"] == "participant.left", "the shutdown was recorded"
+        live_after["events"].pop()
+        assert after == before
+        snapshot = after["sessions"][0]["snapshots"][0]
+        async with api.get(snapshot["raw_url"]) as response:
+            assert MARKER_ID in detect_markers(decode_png(await response.read()))
+        # The unfinished session goes on after the restart: its link still works.
+        async with api.post(f"/api/v1/sessions/{live['id']}/end", json={"outcome": "abandoned"}) as response:
+            assert response.status == 200
+
+    # Killed without warning: what was committed is still there.
+    async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
+        async with api.get(f"/api/v1/sessions/{live['id']}") as response:
+            body = await response.json()
+        assert body["status"] == "ended" and body["outcome"]["outcome"] == "abandoned"
+    assert os.path.exists(data_dir / "visassist.sqlite3")
