@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -114,4 +113,3 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         async with api.get(f"/api/v1/sessions/{live['id']}") as response:
             body = await response.json()
         assert body["status"] == "ended" and body["outcome"]["outcome"] == "abandoned"
-    assert os.path.exists(data_dir / "visassist.sqlite3")

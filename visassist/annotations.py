@@ -17,7 +17,7 @@ MAX_FREEHAND_POINTS = 2000
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     color: Color = "#ff3b30"
     width: StrokeWidth = 0.006

@@ -4,42 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound, Unauthorized
-from visassist.models import ApiKey, Outcome, Snapshot, utcnow
+from visassist.models import ApiKey, Snapshot, utcnow
+from visassist.openapi import document
+from visassist.schemas import CreateSessionIn, EndSessionIn
 from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
 
-TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 TOUCH_INTERVAL = timedelta(minutes=1)
 BodyT = TypeVar("BodyT", bound=BaseModel)
-
-
-class _Body(BaseModel):
-    # Strict: "2" is not a tier and an unknown field is a typo worth reporting, not ignoring.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class CustomerIn(_Body):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-
-
-class CreateSessionIn(_Body):
-    ticket_id: Annotated[str, Field(pattern=TICKET_ID_PATTERN)]
-    tier: Literal[2, 3]
-    customer: CustomerIn = CustomerIn()
-    ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
-
-
-class EndSessionIn(_Body):
-    outcome: Outcome
-    notes: Annotated[str, Field(max_length=4000)] = ""
 
 
 async def read_json(request: web.Request, model: type[BodyT]) -> BodyT:
@@ -159,3 +139,8 @@ async def get_ticket(request: web.Request) -> web.Response:
         await ctx.sessions.describe(s, snapshots=True) for s in sessions
     ]
     return web.json_response({"ticket_id": ticket_id, "sessions": described})
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(document())

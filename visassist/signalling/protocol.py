@@ -39,7 +39,8 @@ class ErrorCode(enum.StrEnum):
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a protocol of "1" or a request_id of 5 is a client bug worth reporting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # Client -> server
@@ -182,7 +183,7 @@ def parse_client_message(text: str) -> Hello | Offer | Ice | TakeSnapshot | EndS
             f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_MESSAGE_TYPES)}",
         )
     try:
-        return _client_adapter.validate_python(raw)
+        return _client_adapter.validate_json(text)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"][1:]) or "message"

@@ -1,0 +1,94 @@
+"""The OpenAPI 3.1 document of /api/v1, generated from the models in visassist.schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from visassist import __version__
+from visassist.schemas import (
+    CreateSessionIn,
+    EndSessionIn,
+    ErrorOut,
+    SessionOut,
+    SnapshotListOut,
+    TicketOut,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {400: "Malformed JSON", 401: "Missing or invalid API key", 404: "Not found",
+             409: "The session is no longer open", 413: "Body too large", 422: "Invalid fields"}
+    return {str(s): _json(ErrorOut, words[s]) for s in statuses}
+
+
+SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, ErrorOut, SessionOut,
+                                     SnapshotListOut, TicketOut]
+    _, schemas = models_json_schema([(m, "validation") for m in models],
+                                    ref_template="#/components/schemas/{model}")
+    png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
+                                                                             "format": "binary"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "visassist API", "version": __version__,
+                 "description": "Create remote visual-assist sessions for support tickets and read "
+                                "their record: timeline, snapshots and outcome."},
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/api/v1/sessions": {"post": {
+                "operationId": "createSession", "summary": "Create a session for a ticket",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(CreateSessionIn)}}},
+                "responses": {"201": _json(SessionOut, "Created; customer_url and agent_url are shown "
+                                                       "only in this response"),
+                              **_errors(400, 401, 413, 422)}}},
+            "/api/v1/sessions/{session_id}": {"get": {
+                "operationId": "getSession", "summary": "A session with its timeline and snapshots",
+                "parameters": [SESSION_ID],
+                "responses": {"200": _json(SessionOut, "The session"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/end": {"post": {
+                "operationId": "endSession", "summary": "End a session with an outcome",
+                "parameters": [SESSION_ID],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(EndSessionIn)}}},
+                "responses": {"200": _json(SessionOut, "The ended session"),
+                              **_errors(400, 401, 404, 409, 413, 422)}}},
+            "/api/v1/sessions/{session_id}/snapshots": {"get": {
+                "operationId": "listSnapshots", "summary": "A session's snapshots, oldest first",
+                "parameters": [SESSION_ID],
+                "responses": {"200": _json(SnapshotListOut, "Snapshots"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/snapshots/{snapshot_id}/{kind}.png": {"get": {
+                "operationId": "getSnapshotImage", "summary": "The raw or the annotated image",
+                "parameters": [SESSION_ID,
+                               {"name": "snapshot_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}},
+                               {"name": "kind", "in": "path", "required": True,
+                                "schema": {"enum": ["raw", "annotated"]}}],
+                "responses": {"200": png, **_errors(401, 404)}}},
+            "/api/v1/tickets/{ticket_id}": {"get": {
+                "operationId": "getTicket", "summary": "The ticket's record: every session",
+                "parameters": [{"name": "ticket_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json(TicketOut, "The record"), **_errors(401, 404)}}},
+        },
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "An API key from `visassist api-key create`"}},
+        },
+    }

@@ -1,0 +1,116 @@
+"""API bodies as pydantic models: requests are validated with them, responses are described by them.
+
+The OpenAPI document is generated from these models, and the tests validate real responses against
+the response models, so the document stays true.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
+from visassist.models import Outcome
+
+TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+
+
+class _Body(BaseModel):
+    # Strict: "2" is not a tier and an unknown field is a typo worth reporting, not ignoring.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CustomerIn(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class CreateSessionIn(_Body):
+    ticket_id: Annotated[str, Field(pattern=TICKET_ID_PATTERN)]
+    tier: Literal[2, 3]
+    customer: CustomerIn = CustomerIn()
+    ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+
+
+class EndSessionIn(_Body):
+    outcome: Outcome
+    notes: Annotated[str, Field(max_length=4000)] = ""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Out):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorBody
+
+
+class ParticipantOut(_Out):
+    id: str
+    role: Literal["customer", "agent"]
+    name: str
+    connected: bool
+
+
+class EventOut(_Out):
+    seq: int
+    type: str
+    at: str
+    actor: str
+    data: dict[str, Any]
+
+
+class SnapshotOut(_Out):
+    id: str
+    session_id: str
+    ticket_id: str
+    taken_at: str
+    taken_by: str
+    source: Literal["camera"]
+    width: int
+    height: int
+    annotations: list[Arrow | Rect | Ellipse | Freehand | Text]
+    raw_url: str
+    annotated_url: str
+
+
+class OutcomeOut(_Out):
+    outcome: Outcome
+    notes: str | None
+    ended_by: str | None
+
+
+class SessionOut(_Out):
+    id: str
+    ticket_id: str
+    tier: int
+    customer: dict[str, Any]
+    status: Literal["waiting", "live", "ended", "expired"]
+    created_at: str
+    expires_at: str
+    started_at: str | None
+    ended_at: str | None
+    duration_seconds: float | None
+    outcome: OutcomeOut | None
+    participants: list[ParticipantOut]
+    events: list[EventOut]
+    snapshots: list[SnapshotOut] | None = None
+    customer_url: str | None = None
+    agent_url: str | None = None
+
+
+class SnapshotListOut(_Out):
+    snapshots: list[SnapshotOut]
+
+
+class TicketOut(_Out):
+    ticket_id: str
+    sessions: list[SessionOut]
+
+
