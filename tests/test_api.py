@@ -195,3 +195,16 @@ async def test_pages_have_security_headers(client: TestClient, create_session: C
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_pages_render_for_a_session_without_customer_details(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    response = await client.post("/api/v1/sessions", json={"ticket_id": "T-2", "tier": 3}, headers=auth)
+    session = await response.json()
+    assert session["customer"] == {} and session["tier"] == 3
+    for url in (session["customer_url"], session["agent_url"]):
+        page = await client.get(f"/{url.split('/', 3)[3]}")
+        assert page.status == 200, await page.text()
+    console = await (await client.get(f"/a/{token_of(session['agent_url'])}")).text()
+    assert "Customer" in console and "Tier 3" in console
