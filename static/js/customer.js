@@ -38,6 +38,7 @@ let stream = null;
 let signalling = null;
 let peer = null;
 let iceServers = [];
+let welcomed = false;
 
 function stopCamera() {
   stream?.getTracks().forEach((t) => t.stop());
@@ -94,8 +95,9 @@ function connect() {
   });
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     iceServers = detail.ice_servers;
+    welcomed = true;
     $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
-    peer.start(iceServers);
+    if (stream) peer.start(iceServers);
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
   signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => {
@@ -103,6 +105,7 @@ function connect() {
     $("agent-presence").textContent = agent?.connected ? "Your agent is watching." : "Waiting for your agent to join…";
   });
   signalling.addEventListener("reconnecting", () => {
+    welcomed = false;
     status("Connection lost, reconnecting…", "warn");
     peer.close();
   });
@@ -119,12 +122,16 @@ function connect() {
   signalling.connect();
 }
 
+// The socket opens while the camera starts (a phone's camera can take a second), so the offer can go
+// out the moment the camera is ready. The agent sees the customer arrive even if the camera fails.
 async function join() {
   const button = $("join");
   button.disabled = true;
   status("Starting your camera…");
+  const camera = openCamera();
+  if (!signalling) connect();
   try {
-    stream = await openCamera();
+    stream = await camera;
   } catch (error) {
     button.disabled = false;
     const [title, text] = explainCameraError(error);
@@ -133,16 +140,16 @@ async function join() {
   }
   const video = $("local-video");
   video.srcObject = stream;
-  // iOS Safari plays inline only when muted + playsinline, and only after a user gesture (this click).
+  // iOS Safari plays inline only when muted + playsinline, and only after a user gesture (this tap).
   video.play().catch(() => {});
   show("live");
   status("Connecting…");
   stream.getVideoTracks()[0]?.addEventListener("ended", () => {
-    problem("The camera stopped", "Your camera was turned off or taken by another app. Tap Try again.");
-    signalling?.stop();
+    stream = null;
     peer?.close();
+    problem("The camera stopped", "Your camera was turned off or taken by another app. Tap Try again.");
   });
-  connect();
+  if (welcomed) peer.start(iceServers);
 }
 
 function leave() {
