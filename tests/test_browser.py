@@ -201,3 +201,35 @@ async def test_customer_told_plainly_when_camera_is_refused_or_missing(
         assert "media.started" not in [e["type"] for e in body["events"]]
     finally:
         await browser.close()
+
+
+async def test_reload_brings_both_sides_back_into_the_session(
+    api: aiohttp.ClientSession, phone: BrowserContext, desktop: BrowserContext
+) -> None:
+    session = await new_session(api)
+    agent = await desktop.new_page()
+    await agent.goto(session["agent_url"])
+    customer = await phone.new_page()
+    await customer.goto(session["customer_url"])
+    await customer.get_by_test_id("join").tap()
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+
+    # The phone's page reloads (a tap on refresh, a browser that dropped the tab): same link, same session.
+    await customer.reload()
+    await expect(agent.get_by_test_id("connection-state")).not_to_contain_text("Live", timeout=15_000)
+    await customer.get_by_test_id("join").tap()
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+
+    # The agent's console reloads: it comes back to the live picture and its snapshot list.
+    await agent.get_by_test_id("snapshot").click()
+    await expect(agent.get_by_test_id("snapshot-list").locator("> *")).to_have_count(1)
+    await agent.reload()
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+    await expect(agent.get_by_test_id("snapshot-list").locator("> *")).to_have_count(1)
+    await agent.wait_for_function(
+        "document.querySelector('[data-testid=remote-video]').videoWidth > 0")
+
+    async with api.get(f"/api/v1/sessions/{session['id']}") as response:
+        events = (await response.json())["events"]
+    joins = [(e["data"]["role"], e["data"]["rejoin"]) for e in events if e["type"] == "participant.joined"]
+    assert joins == [("agent", False), ("customer", False), ("customer", True), ("agent", True)]
