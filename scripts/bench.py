@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.browser import launch_options, write_marker_y4m  # noqa: E402
+from tests.utils import free_port, wait_until_healthy  # noqa: E402
 
 MARK_JOIN = """
 document.addEventListener("pointerdown", (e) => {
@@ -45,12 +45,6 @@ WATCH_FIRST_FRAME = """
   v.requestVideoFrameCallback(() => resolve(performance.timeOrigin + performance.now()));
 }))()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -67,13 +61,7 @@ async def server(tree: Path, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+        await wait_until_healthy(base)
         yield base, key
     finally:
         process.terminate()

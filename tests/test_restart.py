@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,15 +13,18 @@ from typing import Any
 
 import aiohttp
 
-from tests.utils import MARKER_ID, FakeParticipant, MarkerTrack, decode_png, detect_markers, token_of
+from tests.utils import (
+    MARKER_ID,
+    FakeParticipant,
+    MarkerTrack,
+    decode_png,
+    detect_markers,
+    free_port,
+    token_of,
+    wait_until_healthy,
+)
 
 VISASSIST = str(Path(sys.executable).with_name("visassist"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -32,15 +34,7 @@ async def server(data_dir: Path, port: int, stop: signal.Signals = signal.SIGTER
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("server did not start")
+        await wait_until_healthy(base)
         yield base
     finally:
         process.send_signal(stop)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from typing import Any
 
+import aiohttp
 import cv2
 import numpy as np
 from aiohttp import ClientSession, ClientWebSocketResponse
@@ -140,3 +143,21 @@ async def expire_now(client: TestClient, session_id: str) -> None:
     assert isinstance(store, SqliteStore)
     await store.db.execute(
         "UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE id = ?", (session_id,))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_until_healthy(base: str, seconds: float = 10.0) -> None:
+    """Poll /healthz of a server process that is starting."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(int(seconds / 0.05)):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{base} did not become healthy in {seconds} s")
