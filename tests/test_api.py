@@ -208,3 +208,19 @@ async def test_pages_render_for_a_session_without_customer_details(
         assert page.status == 200, await page.text()
     console = await (await client.get(f"/a/{token_of(session['agent_url'])}")).text()
     assert "Customer" in console and "Tier 3" in console
+
+
+async def test_a_server_failure_is_json_without_a_stack_trace(
+    client: TestClient, create_session: Create, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visassist.context import AppContext
+
+    session = await create_session()
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(client.app[AppContext.KEY].store, "events", broken)
+    response = await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)
+    assert await error_of(response, 500) == "internal_error"
+    assert "disk on fire" not in await response.text()

@@ -215,3 +215,29 @@ async def test_socket_without_hello_times_out_politely(client: TestClient,
     message = await asyncio.wait_for(ws.receive(), 5)
     assert message.json()["code"] == "not_authenticated"
     await ws.close()
+
+
+async def test_a_server_failure_is_an_error_message_not_a_dropped_call(
+    client: TestClient, create_session: Create, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visassist.context import AppContext
+
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    store = client.app[AppContext.KEY].store
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    try:
+        await agent.join()
+        monkeypatch.setattr(store, "end_session", broken)
+        await agent.send({"type": "end", "outcome": "resolved"})
+        error = await agent.expect("error")
+        assert (error["code"], error["ref"]) == ("internal_error", "end")
+        assert "disk on fire" not in error["message"]
+        monkeypatch.undo()
+        await agent.send({"type": "end", "outcome": "resolved"})
+        assert (await agent.expect("ended"))["outcome"] == "resolved"
+    finally:
+        await agent.close()

@@ -41,7 +41,6 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     max_ws_message_bytes: int = 256 * 1024
     max_live_sessions: int = 200
-    max_participants_per_session: int = 8
     max_snapshots_per_session: int = 500
     # How often live sessions are checked for expiry.
     expiry_sweep_seconds: float = 5.0

@@ -106,6 +106,7 @@ def agent_snapshot_urls(token: str, snapshot_id: str) -> dict[str, str]:
 async def agent_snapshot_image(request: web.Request) -> web.Response:
     """The console's thumbnails: the agent's link token reaches its own session's images only."""
     _, session = await _participant(request, Role.AGENT)
+    _refuse_closed(session, Role.AGENT)  # after the session the record is the ticket system's, via the API
     ctx = request.app[AppContext.KEY]
     snapshot = await ctx.store.snapshot(session.id, request.match_info["snapshot_id"])
     if snapshot is None:

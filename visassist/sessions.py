@@ -17,7 +17,6 @@ from visassist.config import Settings
 from visassist.errors import Conflict, NotFound
 from visassist.media.compose import Image, compose, encode_png
 from visassist.models import (
-    Event,
     EventType,
     Outcome,
     Participant,
@@ -230,6 +229,3 @@ class SessionService:
             "snapshot_id": snapshot.id, "source": snapshot.source.value,
             "width": snapshot.width, "height": snapshot.height, "shapes": len(vectors)})
         return snapshot
-
-    async def timeline(self, session_id: str) -> list[Event]:
-        return await self.store.events(session_id)

@@ -7,7 +7,6 @@ brute-force, unlike a password); the prefix makes a leaked key recognisable in l
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 API_KEY_PREFIX = "vak_"
@@ -29,10 +28,6 @@ def digest(token: str) -> str:
 def looks_like_token(token: str) -> bool:
     """Cheap shape check before touching the database: url-safe base64, sane length."""
     return 20 <= len(token) <= 128 and all(c.isalnum() or c in "-_" for c in token)
-
-
-def same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a, b)
 
 
 def new_id(prefix: str) -> str:

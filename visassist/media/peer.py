@@ -32,7 +32,6 @@ class Peer:
         *,
         send: MediaStreamTrack | None = None,
         on_track: Callable[[MediaStreamTrack], None] | None = None,
-        on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(configuration)
         self._send = send
@@ -44,13 +43,6 @@ class Peer:
             @self.pc.on("track")
             def _on_track(track: MediaStreamTrack) -> None:
                 callback(track)
-
-        if on_state is not None:
-            state_callback = on_state
-
-            @self.pc.on("connectionstatechange")
-            def _on_state() -> None:
-                state_callback(self.pc.connectionState)
 
     async def answer(self, sdp: str) -> str:
         try:

@@ -36,8 +36,6 @@ class FrameSource:
         self._last_pts = -1
         self._on_change = on_change
         self._announced = False
-        self.frames_in = 0
-        self.last_frame_at: float | None = None
 
     @property
     def frame(self) -> VideoFrame | None:
@@ -80,8 +78,6 @@ class FrameSource:
         self._announced = True
         self._frame = frame
         self._seq += 1
-        self.frames_in += 1
-        self.last_frame_at = time.monotonic()
         waiting, self._next = self._next, asyncio.get_running_loop().create_future()
         if not waiting.done():
             waiting.set_result(None)

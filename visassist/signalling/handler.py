@@ -184,6 +184,10 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> 
                 await joined.connection.send(error if error.ref else error.model_copy(update={"ref": ref}))
             except ClientError as exc:
                 await joined.connection.send(_as_protocol_error(exc, ref))
+            except Exception:
+                log.exception("failed on a %s message in session %s", ref, joined.session.id)
+                await joined.connection.send(_error(
+                    ErrorCode.INTERNAL_ERROR, "the server failed on this message; try again", ref))
         elif message.type == WSMsgType.BINARY:
             await joined.connection.send(_error(ErrorCode.INVALID_MESSAGE, "messages are JSON text"))
 
@@ -210,6 +214,8 @@ async def _dispatch(ctx: AppContext, joined: Joined,
             raise ProtocolError(ErrorCode.NO_VIDEO, "there is no video from the customer yet",
                                 ref=message.request_id)
         session = await ctx.sessions.get(joined.session.id)
+        if session.effective_status() not in (Status.WAITING, Status.LIVE):
+            raise ProtocolError(ErrorCode.SESSION_ENDED, "the session is over", ref=message.request_id)
         snapshot = await ctx.sessions.capture(session, participant, frame, list(message.annotations))
         view = ctx.sessions.snapshot_view(snapshot)
         await joined.room.broadcast(SnapshotStored(request_id=None, snapshot=view), {Role.AGENT},
@@ -222,8 +228,6 @@ async def _dispatch(ctx: AppContext, joined: Joined,
 
 async def _offer(ctx: AppContext, joined: Joined, offer: Offer) -> None:
     room, connection = joined.room, joined.connection
-    drains: list[MediaBlackhole] = []
-
     def on_track(track: MediaStreamTrack) -> None:
         if joined.participant.role is Role.CUSTOMER and track.kind == "video":
             room.source.attach(track)
@@ -231,7 +235,6 @@ async def _offer(ctx: AppContext, joined: Joined, offer: Offer) -> None:
         # Every received track must be read, or aiortc queues its frames without bound.
         drain = MediaBlackhole()
         drain.addTrack(track)
-        drains.append(drain)
         room.spawn(drain.start())
 
     if joined.participant.role is Role.CUSTOMER:

@@ -29,13 +29,13 @@ class ErrorCode(enum.StrEnum):
     INVALID_TOKEN = "invalid_token"
     SESSION_EXPIRED = "session_expired"
     SESSION_ENDED = "session_ended"
-    SESSION_FULL = "session_full"
     FORBIDDEN = "forbidden"
     NO_VIDEO = "no_video"
     SNAPSHOT_LIMIT = "snapshot_limit"
     MEDIA_FAILED = "media_failed"
     REPLACED = "replaced"
     SERVER_BUSY = "server_busy"
+    INTERNAL_ERROR = "internal_error"
 
 
 class _Message(BaseModel):
