@@ -241,3 +241,58 @@ async def test_a_server_failure_is_an_error_message_not_a_dropped_call(
         assert (await agent.expect("ended"))["outcome"] == "resolved"
     finally:
         await agent.close()
+
+
+async def test_a_full_node_refuses_new_live_sessions(aiohttp_client: Any, tmp_path: Any) -> None:
+    from dataclasses import replace
+
+    from tests.conftest import Settings
+    from visassist.app import create_app
+    from visassist.context import AppContext
+    from visassist.tokens import digest, new_api_key, new_id
+
+    settings = replace(Settings(data_dir=tmp_path), ice_addresses=("127.0.0.1",), max_live_sessions=1)
+    client = await aiohttp_client(create_app(settings))
+    key = new_api_key()
+    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
+    links = []
+    for ticket in ("A-1", "A-2"):
+        response = await client.post("/api/v1/sessions", json={"ticket_id": ticket, "tier": 2},
+                                     headers={"Authorization": f"Bearer {key}"})
+        links.append(token_of((await response.json())["agent_url"]))
+    first = FakeParticipant(client, links[0])
+    try:
+        await first.join()
+        hello = {"type": "hello", "protocol": 1, "token": links[1]}
+        assert (await refused(client, hello))["code"] == "server_busy"
+    finally:
+        await first.close()
+    # Once the first room is empty the node has room again.
+    async with asyncio.timeout(5):
+        while client.app[AppContext.KEY].hub.rooms:  # noqa: ASYNC110 (polling the server's state)
+            await asyncio.sleep(0.01)
+    second = FakeParticipant(client, links[1])
+    try:
+        await second.join()
+    finally:
+        await second.close()
+
+
+async def test_a_dropped_socket_is_a_recorded_leave(client: TestClient, create_session: Create,
+                                                    auth: dict[str, str]) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        await customer.join()
+        await customer.close()
+        while True:
+            presence = await agent.expect("presence")
+            if not next(p for p in presence["participants"] if p["role"] == "customer")["connected"]:
+                break
+    finally:
+        await agent.close()
+    body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    left = [e["data"] for e in body["events"] if e["type"] == "participant.left"]
+    assert {"role": "customer", "reason": "disconnected"}.items() <= left[0].items()

@@ -31,6 +31,7 @@ from visassist.models import (
 from visassist.signalling.protocol import Ended
 from visassist.signalling.room import Hub
 from visassist.store import Store
+from visassist.tasks import finish
 from visassist.tokens import digest, new_id, new_link_token
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class SessionService:
         if result is None:  # lost a race with another end or with expiry
             raise Conflict("session_ended", "the session is no longer open")
         ended, _ = result
-        await self._close_room(session_id, Ended(status="ended", outcome=outcome.value), "ended")
+        await finish(self._close_room(session_id, Ended(status="ended", outcome=outcome.value), "ended"))
         log.info("session %s ended: %s", session_id, outcome.value)
         return ended
 
@@ -162,7 +163,7 @@ class SessionService:
         for session in await self.store.open_sessions():
             if session.expires_at <= now and await self.store.expire_session(session.id, now):
                 count += 1
-                await self._close_room(session.id, Ended(status="expired"), "expired")
+                await finish(self._close_room(session.id, Ended(status="expired"), "expired"))
                 log.info("session %s expired", session.id)
         return count
 

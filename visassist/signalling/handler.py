@@ -35,6 +35,7 @@ from visassist.signalling.protocol import (
     parse_client_message,
 )
 from visassist.signalling.room import Connection, Room
+from visassist.tasks import finish
 from visassist.tokens import digest, looks_like_token
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Joined:
     participant: Participant
     room: Room
     connection: Connection
+    rejoin: bool
+    replaces: Connection | None  # the same link's older socket, to be told and closed
 
 
 def _error(code: ErrorCode, message: str, ref: str | None = None) -> Error:
@@ -73,13 +76,23 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     # aiohttp's own limit is a backstop; our lower limit answers with an error message instead.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=4 * ctx.settings.max_ws_message_bytes)
     await ws.prepare(request)
-    joined = await _handshake(ctx, ws)
+    try:
+        joined = await _handshake(ctx, ws)
+    except (ConnectionError, asyncio.CancelledError):
+        raise
+    except Exception:
+        # Past prepare() no error page can be sent: answer on the socket, as for any other message.
+        log.exception("signalling handshake failed")
+        await _refuse(ws, ErrorCode.INTERNAL_ERROR, "the server could not open this session; try again")
+        return ws
     if joined is None:
         return ws
     try:
+        await _greet(ctx, joined)
         await _serve(ctx, ws, joined)
     finally:
-        await _leave(ctx, joined)
+        # aiohttp cancels this handler when the client goes away; leaving must still finish.
+        await finish(_leave(ctx, joined))
     return ws
 
 
@@ -130,18 +143,25 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | Non
         _watch_video(ctx, room)
 
     connection = Connection(participant=participant, ws=ws)
-    # Register before any await, so the room is never empty (and discarded) while we are joining.
+    # Register with no await in between, so the room is never empty (and discarded) while we join;
+    # from here on the caller's cleanup covers us.
     previous = room.connections.get(participant.id)
     room.connections[participant.id] = connection
-    if previous is not None:
-        # The same link opened again (a reload, a second tab): the newest socket wins.
-        await previous.send(_error(ErrorCode.REPLACED, "this link was opened somewhere else"))
-        await ctx.sessions.left(session.id, participant, "replaced")
-        await previous.close()
     rejoin = participant.id in room.joined_once
     room.joined_once.add(participant.id)
-    await ctx.sessions.joined(session, participant, rejoin)
+    return Joined(session=session, participant=participant, room=room, connection=connection,
+                  rejoin=rejoin, replaces=previous)
 
+
+async def _greet(ctx: AppContext, joined: Joined) -> None:
+    session, participant, room, connection = (joined.session, joined.participant, joined.room,
+                                              joined.connection)
+    if joined.replaces is not None:
+        # The same link opened again (a reload, a second tab): the newest socket wins.
+        await joined.replaces.send(_error(ErrorCode.REPLACED, "this link was opened somewhere else"))
+        await ctx.sessions.left(session.id, participant, "replaced")
+        await joined.replaces.close()
+    await ctx.sessions.joined(session, participant, joined.rejoin)
     await connection.send(Welcome(
         participant=ParticipantInfo(id=participant.id, role=participant.role.value,
                                     name=participant.name, connected=True),
@@ -153,7 +173,6 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | Non
     if participant.role is Role.AGENT:
         await connection.send(room.media_state())
     log.info("%s %s joined session %s", participant.role.value, participant.id, session.id)
-    return Joined(session=session, participant=participant, room=room, connection=connection)
 
 
 def _watch_video(ctx: AppContext, room: Room) -> None:

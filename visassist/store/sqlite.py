@@ -26,6 +26,7 @@ from visassist.models import (
     Status,
     utcnow,
 )
+from visassist.tasks import finish
 
 # Each entry moves the schema one version on; PRAGMA user_version records where a database is.
 MIGRATIONS: list[str] = [
@@ -103,7 +104,7 @@ def shielded(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.shield(asyncio.ensure_future(method(*args, **kwargs)))
+        return await finish(method(*args, **kwargs))
 
     return wrapper
 
