@@ -247,6 +247,7 @@ async def _dispatch(ctx: AppContext, joined: Joined,
 
 async def _offer(ctx: AppContext, joined: Joined, offer: Offer) -> None:
     room, connection = joined.room, joined.connection
+
     def on_track(track: MediaStreamTrack) -> None:
         if joined.participant.role is Role.CUSTOMER and track.kind == "video":
             room.source.attach(track)
