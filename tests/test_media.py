@@ -40,12 +40,12 @@ async def test_customer_video_reaches_agent_and_snapshot_holds_marker(
         welcome = await agent.join()
         assert welcome["participant"]["role"] == "agent"
         assert welcome["ice_servers"] == []
-        assert (await agent.expect("media"))["state"] == "none"
+        assert (await agent.media("camera"))["state"] == "none"
         await agent.negotiate(receive=True)
 
         await customer.join()
         await customer.negotiate(send=MarkerTrack(640, 480))
-        media = await agent.expect("media", timeout=15)
+        media = await agent.media("camera")
         assert (media["state"], media["width"], media["height"]) == ("live", 640, 480)
 
         image = await first_frame(await agent.track())
@@ -100,7 +100,7 @@ async def test_customer_reconnects_and_agent_keeps_receiving(
     second = FakeParticipant(client, token_of(session["customer_url"]))
     try:
         await agent.join()
-        assert (await agent.expect("media"))["state"] == "none"
+        assert (await agent.media("camera"))["state"] == "none"
         await agent.negotiate(receive=True)
         await first.join()
         await first.negotiate(send=MarkerTrack())
@@ -109,11 +109,11 @@ async def test_customer_reconnects_and_agent_keeps_receiving(
 
         # The phone drops off the network; the same link brings it back into the same session.
         await first.close()
-        assert (await agent.expect("media"))["state"] == "live"
-        assert (await agent.expect("media", timeout=15))["state"] == "none"
+        assert (await agent.media("camera"))["state"] == "live"
+        assert (await agent.media("camera"))["state"] == "none"
         await second.join()
         await second.negotiate(send=MarkerTrack(320, 240))
-        media = await agent.expect("media", timeout=15)
+        media = await agent.media("camera", "live")
         assert (media["width"], media["height"]) == (320, 240)
         # Same agent connection, same track: frames of the new size arrive without renegotiating.
         async with asyncio.timeout(15):

@@ -71,9 +71,7 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         await agent.join()
         await customer.join()
         await customer.negotiate(send=MarkerTrack())
-        await agent.expect("media")
-        while (await agent.expect("media", timeout=15))["state"] != "live":
-            pass
+        await agent.media("camera", "live")
         await agent.send({"type": "snapshot", "request_id": "r1", "annotations": [
             {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}]})
         await agent.expect("snapshot.stored")

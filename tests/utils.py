@@ -102,6 +102,15 @@ class FakeParticipant:
                 if message["type"] == "error" and kind != "error":
                     raise AssertionError(f"server error while waiting for {kind}: {message}")
 
+    async def media(self, source: str = "camera", state: str | None = None,
+                    timeout: float = 15.0) -> dict[str, Any]:
+        """The next media message about `source` (in `state`, if given)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.expect("media")
+                if message["source"] == source and (state is None or message["state"] == state):
+                    return message
+
     async def send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
         await self.ws.send_json(message)

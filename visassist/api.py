@@ -11,9 +11,10 @@ from pydantic import BaseModel, ValidationError
 
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound, Unauthorized
-from visassist.models import ApiKey, Snapshot, utcnow
+from visassist.models import ApiKey, Role, Snapshot, utcnow
 from visassist.openapi import document
-from visassist.schemas import CreateSessionIn, EndSessionIn
+from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn
+from visassist.signalling.protocol import Presence
 from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
@@ -73,7 +74,7 @@ async def create_session(request: web.Request) -> web.Response:
     created = await ctx.sessions.create(
         ticket_id=body.ticket_id, tier=body.tier,
         customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
-        actor=f"api:{key.id}")
+        actor=f"api:{key.id}", audio=body.audio)
     view = await ctx.sessions.describe(created.session)
     view.update(ctx.sessions.links(created, public_base(request)))
     return web.json_response(view, status=201,
@@ -96,6 +97,23 @@ async def end_session(request: web.Request) -> web.Response:
     session = await ctx.sessions.end(request.match_info["session_id"], body.outcome, body.notes,
                                      f"api:{key.id}")
     return web.json_response(await ctx.sessions.describe(session, snapshots=True))
+
+
+@routes.post("/api/v1/sessions/{session_id}/participants")
+async def invite_participant(request: web.Request) -> web.Response:
+    """Bring a Tier 3 expert or a supervisor into a session: returns their link (shown once)."""
+    key = await authenticate(request)
+    body = await read_json(request, InviteIn)
+    ctx = _ctx(request)
+    participant, url = await ctx.sessions.invite(request.match_info["session_id"], Role(body.role),
+                                                 body.name, f"api:{key.id}", public_base(request))
+    room = ctx.hub.get(participant.session_id)
+    if room is not None:
+        await room.broadcast(Presence(participants=room.presence()))
+    return web.json_response({
+        "participant": {"id": participant.id, "role": participant.role.value, "name": participant.name,
+                        "connected": False},
+        "url": url}, status=201)
 
 
 @routes.get("/api/v1/sessions/{session_id}/snapshots")

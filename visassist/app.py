@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from visassist import api, pages
+from visassist import api, pages, tasks
 from visassist.blobs import DirectoryBlobStore
 from visassist.config import Settings
 from visassist.context import AppContext
@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await ctx.hub.close()
+        await tasks.drain()
         await ctx.store.close()
 
     async def disconnect_everyone(app: web.Application) -> None:

@@ -42,6 +42,9 @@ class Settings:
     max_ws_message_bytes: int = 256 * 1024
     max_live_sessions: int = 200
     max_snapshots_per_session: int = 500
+    max_participants_per_session: int = 8
+    max_photo_bytes: int = 15 * 1024 * 1024
+    max_photo_pixels: int = 50_000_000
     # How often live sessions are checked for expiry.
     expiry_sweep_seconds: float = 5.0
     log_level: str = "INFO"

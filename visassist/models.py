@@ -20,7 +20,21 @@ def iso(moment: datetime | None) -> str | None:
 
 class Role(enum.StrEnum):
     CUSTOMER = "customer"
-    AGENT = "agent"
+    AGENT = "agent"  # Tier 2, who opened the session
+    EXPERT = "expert"  # Tier 3, invited in; can do all an agent can
+    SUPERVISOR = "supervisor"  # watches and listens, silently
+
+    @property
+    def staff(self) -> bool:
+        return self is not Role.CUSTOMER
+
+    @property
+    def leads(self) -> bool:
+        """May annotate, take snapshots, control the customer's camera, chat, invite and end."""
+        return self in (Role.AGENT, Role.EXPERT)
+
+
+STAFF = frozenset({Role.AGENT, Role.EXPERT, Role.SUPERVISOR})
 
 
 class Status(enum.StrEnum):
@@ -43,14 +57,34 @@ class EventType(enum.StrEnum):
     SESSION_CREATED = "session.created"
     PARTICIPANT_JOINED = "participant.joined"
     PARTICIPANT_LEFT = "participant.left"
+    PARTICIPANT_INVITED = "participant.invited"
+    SESSION_HANDOVER = "session.handover"
     MEDIA_STARTED = "media.started"
+    MEDIA_STOPPED = "media.stopped"
+    MEDIA_FROZEN = "media.frozen"
+    MEDIA_UNFROZEN = "media.unfrozen"
+    QUALITY_CHANGED = "quality.changed"
+    CAMERA_CHANGED = "camera.changed"
+    PHOTO_REQUESTED = "photo.requested"
+    CHAT_MESSAGE = "chat.message"
     SNAPSHOT_CAPTURED = "snapshot.captured"
+    SNAPSHOT_ANNOTATED = "snapshot.annotated"
     SESSION_ENDED = "session.ended"
     SESSION_EXPIRED = "session.expired"
 
 
 class SnapshotSource(enum.StrEnum):
     CAMERA = "camera"
+    SCREEN = "screen"
+    DEVICE_PHOTO = "device_photo"
+
+
+class VideoSource(enum.StrEnum):
+    """The video streams a session can carry through the server."""
+
+    CAMERA = "camera"  # the customer's camera
+    SCREEN = "screen"  # the customer's shared screen
+    STAFF_SCREEN = "staff_screen"  # a screen shared by the agent or expert, shown to the customer
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,7 @@ class Session:
     outcome: Outcome | None = None
     notes: str | None = None
     ended_by: str | None = None
+    audio: bool = False  # ask for the customer's microphone from the start
 
     def effective_status(self, now: datetime | None = None) -> Status:
         """Expiry is a matter of time, so it is read off the clock, not only off the stored row."""

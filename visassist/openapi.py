@@ -12,6 +12,8 @@ from visassist.schemas import (
     CreateSessionIn,
     EndSessionIn,
     ErrorOut,
+    InvitedOut,
+    InviteIn,
     SessionOut,
     SnapshotListOut,
     TicketOut,
@@ -36,8 +38,8 @@ SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"
 
 
 def document() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, ErrorOut, SessionOut,
-                                     SnapshotListOut, TicketOut]
+    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, ErrorOut, SessionOut,
+                                     InvitedOut, SnapshotListOut, TicketOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}")
     png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
@@ -67,6 +69,14 @@ def document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(EndSessionIn)}}},
                 "responses": {"200": _json(SessionOut, "The ended session"),
+                              **_errors(400, 401, 404, 409, 413, 422)}}},
+            "/api/v1/sessions/{session_id}/participants": {"post": {
+                "operationId": "inviteParticipant",
+                "summary": "Bring a Tier 3 expert or a supervisor in; returns their link (shown once)",
+                "parameters": [SESSION_ID],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(InviteIn)}}},
+                "responses": {"201": _json(InvitedOut, "The new participant and their link"),
                               **_errors(400, 401, 404, 409, 413, 422)}}},
             "/api/v1/sessions/{session_id}/snapshots": {"get": {
                 "operationId": "listSnapshots", "summary": "A session's snapshots, oldest first",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from aiohttp import web
@@ -11,7 +12,9 @@ from aiohttp import web
 from visassist.api import snapshot_image
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound
-from visassist.models import Participant, Role, Session, Status
+from visassist.media.compose import Image, PhotoError, encode_png
+from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
+from visassist.signalling.protocol import SnapshotStored
 from visassist.tokens import digest, looks_like_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,12 +46,14 @@ def error_page(status: int, title: str, message: str) -> web.Response:
 
 
 async def _participant(request: web.Request, role: Role) -> tuple[Participant, Session]:
+    """The link's participant; `role` AGENT admits all staff (agent, expert, supervisor)."""
     ctx = request.app[AppContext.KEY]
     token = request.match_info["token"]
     participant = None
     if looks_like_token(token):
         participant = await ctx.store.participant_by_token(digest(token))
-    if participant is None or participant.role is not role:
+    admitted = STAFF if role is Role.AGENT else {role}
+    if participant is None or participant.role not in admitted:
         raise PageError(404, "invalid_token", "This link isn't valid",
                         "Check that you opened the whole link you were sent, or ask your support "
                         "contact for a new one.")
@@ -90,16 +95,50 @@ async def customer_page(request: web.Request) -> web.Response:
 async def agent_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.AGENT)
     _refuse_closed(session, Role.AGENT)
-    ctx = request.app[AppContext.KEY]
-    snapshots = [ctx.sessions.snapshot_view(s, agent_snapshot_urls(request.match_info["token"], s.id))
-                 for s in await ctx.store.snapshots(session.id)]
-    return render("agent.html", session=session, participant=participant, snapshots=snapshots,
+    return render("agent.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 
 
-def agent_snapshot_urls(token: str, snapshot_id: str) -> dict[str, str]:
-    return {"raw_url": f"/a/{token}/snapshots/{snapshot_id}/raw.png",
-            "annotated_url": f"/a/{token}/snapshots/{snapshot_id}/annotated.png"}
+@routes.post("/s/{token}/photos")
+async def upload_photo(request: web.Request) -> web.Response:
+    """The customer's phone uploads a full-resolution photo (raw JPEG/PNG/WebP body) with its link."""
+    participant, session = await _participant(request, Role.CUSTOMER)
+    _refuse_closed(session, Role.CUSTOMER)
+    ctx = request.app[AppContext.KEY]
+    limit = ctx.settings.max_photo_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ClientError("payload_too_large", f"photos may be at most {limit // 2**20} MiB", status=413)
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ClientError("payload_too_large", f"photos may be at most {limit // 2**20} MiB",
+                              status=413)
+    try:
+        snapshot = await ctx.sessions.store_photo(session, participant, bytes(data))
+    except PhotoError as exc:
+        raise ClientError("invalid_image", str(exc), status=415) from None
+    view = ctx.sessions.snapshot_view(snapshot)
+    room = ctx.hub.get(session.id)
+    if room is not None:
+        await room.broadcast(SnapshotStored(request_id=None, snapshot=view), STAFF)
+    return web.json_response({"id": snapshot.id, "width": snapshot.width, "height": snapshot.height,
+                              "source": SnapshotSource.DEVICE_PHOTO.value}, status=201)
+
+
+@routes.get(r"/{prefix:(s|a)}/{token}/frozen.png")
+async def frozen_frame(request: web.Request) -> web.Response:
+    """The held frame while the picture is frozen, for everyone in the session."""
+    role = Role.CUSTOMER if request.match_info["prefix"] == "s" else Role.AGENT
+    _, session = await _participant(request, role)
+    _refuse_closed(session, role)
+    ctx = request.app[AppContext.KEY]
+    room = ctx.hub.get(session.id)
+    frame = None if room is None or room.frozen is None else room.sources[room.frozen].frame
+    if frame is None:
+        raise NotFound("not_frozen", "the picture is not frozen")
+    png = await asyncio.to_thread(lambda: encode_png(cast(Image, frame.to_ndarray(format="bgr24"))))
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @routes.get(r"/a/{token}/snapshots/{snapshot_id}/{kind:(raw|annotated)}.png")

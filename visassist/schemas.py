@@ -30,6 +30,13 @@ class CreateSessionIn(_Body):
     tier: Literal[2, 3]
     customer: CustomerIn = CustomerIn()
     ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    # Turn the customer's microphone on from the start (otherwise they can turn it on themselves).
+    audio: bool = False
+
+
+class InviteIn(_Body):
+    role: Literal["expert", "supervisor"]
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
 class EndSessionIn(_Body):
@@ -53,7 +60,7 @@ class ErrorOut(_Out):
 
 class ParticipantOut(_Out):
     id: str
-    role: Literal["customer", "agent"]
+    role: Literal["customer", "agent", "expert", "supervisor"]
     name: str
     connected: bool
 
@@ -72,7 +79,7 @@ class SnapshotOut(_Out):
     ticket_id: str
     taken_at: str
     taken_by: str
-    source: Literal["camera"]
+    source: Literal["camera", "screen", "device_photo"]
     width: int
     height: int
     annotations: list[Arrow | Rect | Ellipse | Freehand | Text]
@@ -97,12 +104,18 @@ class SessionOut(_Out):
     started_at: str | None
     ended_at: str | None
     duration_seconds: float | None
+    audio: bool
     outcome: OutcomeOut | None
     participants: list[ParticipantOut]
     events: list[EventOut]
     snapshots: list[SnapshotOut] | None = None
     customer_url: str | None = None
     agent_url: str | None = None
+
+
+class InvitedOut(_Out):
+    participant: ParticipantOut
+    url: str
 
 
 class SnapshotListOut(_Out):

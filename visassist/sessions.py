@@ -15,8 +15,9 @@ from visassist.annotations import Shape, shapes_adapter
 from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.errors import Conflict, NotFound
-from visassist.media.compose import Image, compose, encode_png
+from visassist.media.compose import Image, compose, decode_photo, encode_png
 from visassist.models import (
+    Event,
     EventType,
     Outcome,
     Participant,
@@ -52,12 +53,16 @@ class Composed:
     annotated_png: bytes
 
 
-def _compose_snapshot(frame: VideoFrame, shapes: list[Shape]) -> Composed:
-    """CPU work of a snapshot (colour conversion, drawing, two PNGs); runs in a worker thread."""
-    image = cast(Image, frame.to_ndarray(format="bgr24"))
+def _compose_snapshot(image: Image, shapes: list[Shape]) -> Composed:
+    """CPU work of a snapshot (drawing, two PNGs); runs in a worker thread."""
     annotated = compose(image, shapes)
     return Composed(width=image.shape[1], height=image.shape[0], raw_png=encode_png(image),
                     annotated_png=encode_png(annotated))
+
+
+def chat_message(event: Event) -> dict[str, Any]:
+    return {"id": event.seq, "from": event.data["participant_id"], "role": event.data["role"],
+            "name": event.data["name"], "text": event.data["text"], "at": iso(event.at)}
 
 
 class SessionService:
@@ -70,11 +75,12 @@ class SessionService:
     # Creation and reading
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
-                     ttl_seconds: int, actor: str) -> CreatedSession:
+                     ttl_seconds: int, actor: str, audio: bool = False) -> CreatedSession:
         now = utcnow()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
+            audio=audio,
         )
         customer_token, agent_token = new_link_token(), new_link_token()
         participants = [
@@ -94,6 +100,39 @@ class SessionService:
         if session is None:
             raise NotFound("session_not_found", f"no session with id {session_id!r}")
         return session
+
+    async def invite(self, session_id: str, role: Role, name: str | None, actor: str,
+                     base: str) -> tuple[Participant, str]:
+        """A new participant (a Tier 3 expert or a supervisor) and the link that admits them."""
+        session = await self.get(session_id)
+        status = session.effective_status()
+        if status is not Status.WAITING and status is not Status.LIVE:
+            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        token = new_link_token()
+        participant = Participant(id=new_id("par"), session_id=session_id, role=role,
+                                  name=name or ("Tier 3 expert" if role is Role.EXPERT else "Supervisor"),
+                                  created_at=utcnow())
+        if await self.store.add_participant(participant, digest(token), actor,
+                                            self.settings.max_participants_per_session) is None:
+            raise Conflict("session_full", "this session has as many participants as it may")
+        room = self.hub.get(session_id)
+        if room is not None:
+            room.members[participant.id] = participant
+        return participant, f"{base}/a/{token}"
+
+    async def record(self, session_id: str, type: EventType, actor: str, data: dict[str, Any]) -> Event:
+        """A timeline entry for a change that lives in the room (freeze, quality, handover...)."""
+        return await self.store.append_event(session_id, type, actor, data, utcnow())
+
+    async def chat(self, session_id: str, sender: Participant, text: str) -> dict[str, Any]:
+        event = await self.record(session_id, EventType.CHAT_MESSAGE, sender.id,
+                                  {"participant_id": sender.id, "role": sender.role.value,
+                                   "name": sender.name, "text": text})
+        return chat_message(event)
+
+    async def transcript(self, session_id: str) -> list[dict[str, Any]]:
+        return [chat_message(e) for e in await self.store.events(session_id)
+                if e.type is EventType.CHAT_MESSAGE]
 
     def links(self, created: CreatedSession, base: str) -> dict[str, str]:
         return {"customer_url": f"{base}/s/{created.customer_token}",
@@ -117,7 +156,7 @@ class SessionService:
             "customer": session.customer, "status": session.effective_status().value,
             "created_at": iso(session.created_at), "expires_at": iso(session.expires_at),
             "started_at": iso(session.started_at), "ended_at": iso(session.ended_at),
-            "duration_seconds": session.duration_seconds,
+            "duration_seconds": session.duration_seconds, "audio": session.audio,
             "outcome": None if session.outcome is None else {
                 "outcome": session.outcome.value, "notes": session.notes,
                 "ended_by": session.ended_by},
@@ -207,16 +246,50 @@ class SessionService:
     # Snapshots
 
     async def capture(self, session: Session, taker: Participant, frame: VideoFrame,
-                      shapes: list[Shape]) -> Snapshot:
+                      shapes: list[Shape], source: SnapshotSource = SnapshotSource.CAMERA) -> Snapshot:
+        """A snapshot of a live frame: the newest the server received, at the size it was received."""
+        image = await asyncio.to_thread(lambda: cast(Image, frame.to_ndarray(format="bgr24")))
+        return await self._store_snapshot(session, taker, image, shapes, source)
+
+    async def store_photo(self, session: Session, taker: Participant, data: bytes) -> Snapshot:
+        """A full-resolution photo uploaded by the customer's phone, checked by decoding it."""
+        image = await asyncio.to_thread(decode_photo, data)
+        return await self._store_snapshot(session, taker, image, [], SnapshotSource.DEVICE_PHOTO)
+
+    async def annotate(self, session: Session, snapshot_id: str, shapes: list[Shape],
+                       actor: Participant) -> Snapshot:
+        """Draw on a stored snapshot again: the raw image is kept, a new annotated image is made."""
+        snapshot = await self.store.snapshot(session.id, snapshot_id)
+        raw = None if snapshot is None else await self.blobs.get(snapshot.raw_key)
+        if snapshot is None or raw is None:
+            raise NotFound("not_found", "no such snapshot in this session")
+        image = await asyncio.to_thread(decode_photo, raw)
+        annotated = await asyncio.to_thread(lambda: encode_png(compose(image, shapes)))
+        version = new_id("v")
+        prefix = f"sessions/{session.id}/snapshots/{snapshot.id}"
+        vectors = shapes_adapter.dump_python(shapes, mode="json")
+        key = f"{prefix}/annotated-{version}.png"
+        await asyncio.gather(self.blobs.put(key, annotated),
+                             self.blobs.put(f"{prefix}/annotations-{version}.json",
+                                            json.dumps(vectors).encode()))
+        if await self.store.annotate_snapshot(session.id, snapshot.id, vectors, key, actor.id,
+                                              utcnow()) is None:
+            raise NotFound("not_found", "no such snapshot in this session")
+        updated = await self.store.snapshot(session.id, snapshot.id)
+        assert updated is not None
+        return updated
+
+    async def _store_snapshot(self, session: Session, taker: Participant, image: Image,
+                              shapes: list[Shape], source: SnapshotSource) -> Snapshot:
         if len(await self.store.snapshots(session.id)) >= self.settings.max_snapshots_per_session:
             raise Conflict("snapshot_limit", "this session has reached its snapshot limit")
-        composed = await asyncio.to_thread(_compose_snapshot, frame, shapes)
+        composed = await asyncio.to_thread(_compose_snapshot, image, shapes)
         snapshot_id = new_id("snp")
         prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"
         vectors = shapes_adapter.dump_python(shapes, mode="json")
         snapshot = Snapshot(
             id=snapshot_id, session_id=session.id, ticket_id=session.ticket_id, taken_at=utcnow(),
-            taken_by=taker.id, source=SnapshotSource.CAMERA, width=composed.width,
+            taken_by=taker.id, source=source, width=composed.width,
             height=composed.height, annotations=vectors, raw_key=f"{prefix}/raw.png",
             annotated_key=f"{prefix}/annotated.png",
         )

@@ -20,3 +20,11 @@ async def finish(work: Coroutine[Any, Any, T]) -> T:
     _running.add(task)
     task.add_done_callback(_running.discard)
     return await asyncio.shield(task)
+
+
+async def drain(seconds: float = 10.0) -> None:
+    """Wait for unfinished work of this event loop (at shutdown, before the store closes)."""
+    loop = asyncio.get_running_loop()
+    mine = [t for t in _running if t.get_loop() is loop and not t.done()]
+    if mine:
+        await asyncio.wait(mine, timeout=seconds)

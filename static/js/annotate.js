@@ -9,9 +9,98 @@ export const TOOLS = Object.freeze(["arrow", "rect", "ellipse", "freehand", "tex
 
 const clamp = (v) => Math.min(1, Math.max(0, v));
 const round4 = (v) => Math.round(v * 10000) / 10000;
+const roundShape = (s) => ({ ...s, points: s.points.map(([x, y]) => [round4(x), round4(y)]) });
+
+// Lay `canvas` exactly over the picture inside `media` (a <video> or <img>; object-fit: contain
+// letterboxes), so normalized canvas coordinates are normalized frame coordinates.
+export function fitToMedia(canvas, media) {
+  const box = media.getBoundingClientRect();
+  const parent = canvas.offsetParent?.getBoundingClientRect() ?? box;
+  const vw = media.videoWidth || media.naturalWidth || 16;
+  const vh = media.videoHeight || media.naturalHeight || 9;
+  const scale = Math.min(box.width / vw, box.height / vh) || 1;
+  const w = vw * scale;
+  const h = vh * scale;
+  const style = canvas.style;
+  style.left = `${box.left - parent.left + (box.width - w) / 2}px`;
+  style.top = `${box.top - parent.top + (box.height - h) / 2}px`;
+  style.width = `${w}px`;
+  style.height = `${h}px`;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(w * dpr));
+  canvas.height = Math.max(1, Math.round(h * dpr));
+}
+
+export function watchLayout(media, callback) {
+  new ResizeObserver(callback).observe(media);
+  for (const event of ["resize", "loadedmetadata", "load"]) media.addEventListener(event, callback);
+  window.addEventListener("resize", callback);
+}
+
+// Someone else's drawing and laser pointers, shown read-only (the customer's overlay; other staff).
+export class Overlay {
+  #canvas;
+  #media;
+  #layers = new Map(); // by participant id -> shapes
+  #pointers = new Map(); // by participant id -> [x, y]
+
+  constructor(canvas, media) {
+    this.#canvas = canvas;
+    this.#media = media;
+    watchLayout(media, () => this.layout());
+    this.layout();
+  }
+
+  retarget(media) {
+    this.#media = media;
+    watchLayout(media, () => this.layout());
+    this.layout();
+  }
+
+  layout() {
+    fitToMedia(this.#canvas, this.#media);
+    this.draw();
+  }
+
+  setShapes(by, shapes) {
+    if (shapes.length) this.#layers.set(by, shapes);
+    else this.#layers.delete(by);
+    this.draw();
+  }
+
+  setPointer(by, point) {
+    if (point) this.#pointers.set(by, point);
+    else this.#pointers.delete(by);
+    this.draw();
+  }
+
+  shapes() {
+    return [...this.#layers.values()].flat();
+  }
+
+  draw() {
+    const ctx = this.#canvas.getContext("2d");
+    const { width, height } = this.#canvas;
+    ctx.clearRect(0, 0, width, height);
+    for (const shape of this.shapes()) drawShape(ctx, shape, width, height);
+    for (const point of this.#pointers.values()) drawPointer(ctx, point, width, height);
+  }
+}
+
+export function drawPointer(ctx, [x, y], width, height) {
+  const r = Math.max(6, Math.min(width, height) * 0.018);
+  ctx.save();
+  ctx.fillStyle = "rgba(255, 45, 85, 0.9)";
+  ctx.shadowColor = "rgba(255, 45, 85, 0.9)";
+  ctx.shadowBlur = r;
+  ctx.beginPath();
+  ctx.arc(x * (width - 1), y * (height - 1), r, 0, 2 * Math.PI);
+  ctx.fill();
+  ctx.restore();
+}
 
 export class Annotator extends EventTarget {
-  tool = "arrow";
+  tool = "arrow"; // or "pointer": a laser dot that leaves no trace
   color = "#ff3b30";
   width = 0.006;
   shapes = [];
@@ -30,31 +119,36 @@ export class Annotator extends EventTarget {
     canvas.addEventListener("pointermove", (e) => this.#move(e));
     canvas.addEventListener("pointerup", (e) => this.#up(e));
     canvas.addEventListener("pointercancel", () => this.#cancel());
-    new ResizeObserver(() => this.layout()).observe(video);
-    video.addEventListener("resize", () => this.layout());
-    video.addEventListener("loadedmetadata", () => this.layout());
+    canvas.addEventListener("pointerleave", () => {
+      if (this.tool === "pointer") this.#emit("pointer", null);
+    });
+    watchLayout(video, () => this.layout());
     this.layout();
   }
 
-  // Lay the canvas exactly over the picture inside the <video> box (object-fit: contain letterboxes),
-  // so normalized canvas coordinates are normalized frame coordinates.
+  // Others' shapes, drawn beneath this annotator's own (another expert's drawing).
+  others = new Map();
+
+  // Draw over another picture (a stored photo instead of the live video), or back.
+  retarget(media) {
+    this.#video = media;
+    watchLayout(media, () => this.layout());
+    this.layout();
+  }
+
   layout() {
-    const box = this.#video.getBoundingClientRect();
-    const parent = this.#canvas.offsetParent?.getBoundingClientRect() ?? box;
-    const vw = this.#video.videoWidth || 16;
-    const vh = this.#video.videoHeight || 9;
-    const scale = Math.min(box.width / vw, box.height / vh) || 1;
-    const w = vw * scale;
-    const h = vh * scale;
-    const style = this.#canvas.style;
-    style.left = `${box.left - parent.left + (box.width - w) / 2}px`;
-    style.top = `${box.top - parent.top + (box.height - h) / 2}px`;
-    style.width = `${w}px`;
-    style.height = `${h}px`;
-    const dpr = window.devicePixelRatio || 1;
-    this.#canvas.width = Math.max(1, Math.round(w * dpr));
-    this.#canvas.height = Math.max(1, Math.round(h * dpr));
+    fitToMedia(this.#canvas, this.#video);
     this.draw();
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // What is on screen now, the stroke being drawn included (mirrored to the customer as it is drawn).
+  live() {
+    const shapes = this.#draft ? [...this.shapes, this.#draft] : this.shapes;
+    return shapes.map(roundShape);
   }
 
   undo() {
@@ -67,8 +161,9 @@ export class Annotator extends EventTarget {
     this.#changed();
   }
 
+  // What a snapshot records: this annotator's shapes and those of others in the session.
   toJSON() {
-    return this.shapes.map((s) => ({ ...s, points: s.points.map(([x, y]) => [round4(x), round4(y)]) }));
+    return [...[...this.others.values()].flat(), ...this.shapes.map(roundShape)];
   }
 
   #point(event) {
@@ -79,6 +174,10 @@ export class Annotator extends EventTarget {
   #down(event) {
     if (event.button !== 0) return;
     const p = this.#point(event);
+    if (this.tool === "pointer") {
+      this.#emit("pointer", p);
+      return;
+    }
     if (this.tool === "text") {
       event.preventDefault();
       this.#askText(p, event);
@@ -89,6 +188,10 @@ export class Annotator extends EventTarget {
   }
 
   #move(event) {
+    if (this.tool === "pointer") {
+      this.#emit("pointer", this.#point(event));
+      return;
+    }
     if (!this.#draft) return;
     const p = this.#point(event);
     if (this.#draft.kind === "freehand") {
@@ -100,6 +203,7 @@ export class Annotator extends EventTarget {
       this.#draft.points[1] = p;
     }
     this.draw();
+    this.#emit("draw", this.shapes.length);
   }
 
   #up(event) {
@@ -156,13 +260,15 @@ export class Annotator extends EventTarget {
 
   #changed() {
     this.draw();
-    this.dispatchEvent(new CustomEvent("change", { detail: this.shapes.length }));
+    this.#emit("change", this.shapes.length);
+    this.#emit("draw", this.shapes.length);
   }
 
   draw() {
     const ctx = this.#ctx;
     const { width, height } = this.#canvas;
     ctx.clearRect(0, 0, width, height);
+    for (const shape of [...this.others.values()].flat()) drawShape(ctx, shape, width, height);
     for (const shape of this.#draft ? [...this.shapes, this.#draft] : this.shapes) {
       drawShape(ctx, shape, width, height);
     }

@@ -1,11 +1,14 @@
-// The customer's page: consent, camera, one connection to the server, plain words at every step.
-import { ErrorCode, ServerMessage } from "./protocol.js";
-import { Signalling } from "./signalling.js";
+// The customer's page: consent, camera (and screen, and voice), one connection to the server, and
+// plain words at every step. Mobile first; written for iOS Safari too (untested there, see README).
+import { Overlay } from "./annotate.js";
+import { ChatPanel } from "./chat.js";
+import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "./device.js";
 import { ServerPeer } from "./peer.js";
+import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
+import { Signalling } from "./signalling.js";
 
 const $ = (id) => document.getElementById(id);
-const root = document.body;
-const token = root.dataset.token;
+const token = document.body.dataset.token;
 
 const views = ["consent", "live", "problem", "finished"];
 function show(view) {
@@ -18,6 +21,15 @@ function status(text, tone = "info") {
   el.dataset.tone = tone;
 }
 
+let toastTimer = null;
+function toast(text) {
+  const el = $("toast");
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (el.hidden = true), 5000);
+}
+
 function problem(title, text, { retry = true } = {}) {
   $("problem-title").textContent = title;
   $("problem-text").textContent = text;
@@ -26,7 +38,7 @@ function problem(title, text, { retry = true } = {}) {
 }
 
 function finish(title, text) {
-  stopCamera();
+  stopAll();
   signalling?.stop();
   peer?.close();
   $("finished-title").textContent = title;
@@ -34,15 +46,22 @@ function finish(title, text) {
   show("finished");
 }
 
-let stream = null;
+let camera = null; // MediaStream of the camera
+let screen = null; // MediaStream of a shared screen
+let mic = null; // MediaStreamTrack of the microphone, once turned on
 let signalling = null;
 let peer = null;
+let audio = null; // the audio transceiver, so the mic can be added without renegotiating
 let iceServers = [];
 let welcomed = false;
+let profile = "high";
+const meter = new UplinkMeter();
+const overlay = new Overlay($("overlay"), $("local-video"));
 
-function stopCamera() {
-  stream?.getTracks().forEach((t) => t.stop());
-  stream = null;
+function stopAll() {
+  for (const s of [camera, screen]) s?.getTracks().forEach((t) => t.stop());
+  mic?.stop();
+  camera = screen = mic = null;
 }
 
 // Rear camera first; any camera when the device has no rear one (laptops) or refuses the hint.
@@ -83,26 +102,74 @@ function explainCameraError(error) {
   }
 }
 
+// The peer connection carries: the camera, a shared screen (if any), the agent's shared screen
+// coming back, and two-way audio (the mic joins the same section later, without renegotiating).
+function setupPeer(pc) {
+  const named = new Map();
+  const cameraTrack = camera?.getVideoTracks()[0];
+  if (cameraTrack) named.set(pc.addTransceiver(cameraTrack, { direction: "sendonly", streams: [camera] }), Source.CAMERA);
+  const screenTrack = screen?.getVideoTracks()[0];
+  if (screenTrack) named.set(pc.addTransceiver(screenTrack, { direction: "sendonly", streams: [screen] }), Source.SCREEN);
+  pc.addTransceiver("video", { direction: "recvonly" });
+  audio = pc.addTransceiver(mic ?? "audio", { direction: "sendrecv" });
+  return named;
+}
+
+function startPeer() {
+  if (welcomed && camera) peer.start(iceServers).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
+}
+
 function connect() {
   signalling = new Signalling(token);
-  peer = new ServerPeer(signalling, (pc) => {
-    for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-  });
+  peer = new ServerPeer(signalling, setupPeer);
   peer.addEventListener("state", ({ detail }) => {
     if (detail === "connected") status("Live: the agent can see your camera", "ok");
     else if (detail === "connecting" || detail === "new") status("Connecting…");
     else if (detail === "disconnected" || detail === "failed") status("Connection lost, reconnecting…", "warn");
   });
+  peer.addEventListener("track", ({ detail }) => {
+    if (detail.track.kind === "audio") {
+      $("remote-audio").srcObject = new MediaStream([detail.track]);
+      $("remote-audio").play().catch(() => {});
+    } else {
+      $("staff-screen").srcObject = new MediaStream([detail.track]);
+    }
+  });
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     iceServers = detail.ice_servers;
     welcomed = true;
     $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
-    if (stream) peer.start(iceServers);
+    setFrozen(detail.frozen);
+    if (detail.audio && !mic) setMic(true);
+    startPeer();
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
   signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => {
-    const agent = detail.participants.find((p) => p.role === "agent");
-    $("agent-presence").textContent = agent?.connected ? "Your agent is watching." : "Waiting for your agent to join…";
+    const staff = detail.participants.filter((p) => p.role !== "customer" && p.connected);
+    $("agent-presence").textContent = staff.length
+      ? `Watching: ${staff.map((p) => p.name).join(", ")}.`
+      : "Waiting for your agent to join…";
+  });
+  signalling.addEventListener(ServerMessage.MEDIA, ({ detail }) => {
+    if (detail.source !== Source.STAFF_SCREEN) return;
+    const live = detail.state === "live";
+    $("staff-screen-box").hidden = !live;
+    if (live) {
+      $("staff-screen").play().catch(() => {});
+      toast("Your agent is showing you their screen.");
+    }
+  });
+  signalling.addEventListener(ServerMessage.ANNOTATIONS, ({ detail }) => overlay.setShapes(detail.by, detail.shapes));
+  signalling.addEventListener(ServerMessage.POINTER, ({ detail }) => overlay.setPointer(detail.by, detail.point));
+  signalling.addEventListener(ServerMessage.FROZEN, ({ detail }) => setFrozen(detail.frozen));
+  signalling.addEventListener(ServerMessage.PHOTO_REQUESTED, () => sendPhoto());
+  signalling.addEventListener(ServerMessage.CAMERA, ({ detail }) => controlCamera(detail));
+  signalling.addEventListener(ServerMessage.QUALITY_REQUEST, ({ detail }) => {
+    profile = detail.profile;
+    applyProfile(peer.sender(), profile).catch(() => {});
+    $("local-video").classList.toggle("paused", profile === "audio_only");
+    toast(profile === "audio_only" ? "Video paused to save your connection: you can still talk."
+      : "The agent changed the video quality to suit your connection.");
   });
   signalling.addEventListener("reconnecting", () => {
     welcomed = false;
@@ -119,7 +186,14 @@ function connect() {
     else if (detail.code === ErrorCode.INVALID_TOKEN) finish("This link isn't valid", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.REPLACED) finish("Opened somewhere else", "This link was opened on another screen, so it stopped here.");
   });
+  new ChatPanel(signalling, {
+    log: $("chat-log"), form: $("chat-form"), input: $("chat-input"),
+    onMessage: (m) => {
+      if ($("chat").hidden) toast(`${m.name}: ${m.text}`);
+    },
+  });
   signalling.connect();
+  setInterval(reportQuality, 2000);
 }
 
 // The socket opens while the camera starts (a phone's camera can take a second), so the offer can go
@@ -128,28 +202,137 @@ async function join() {
   const button = $("join");
   button.disabled = true;
   status("Starting your camera…");
-  const camera = openCamera();
+  const opening = openCamera();
   if (!signalling) connect();
   try {
-    stream = await camera;
+    camera = await opening;
   } catch (error) {
     button.disabled = false;
     const [title, text] = explainCameraError(error);
     problem(title, text);
     return;
   }
-  const video = $("local-video");
-  video.srcObject = stream;
-  // iOS Safari plays inline only when muted + playsinline, and only after a user gesture (this tap).
-  video.play().catch(() => {});
+  showCamera();
   show("live");
   status("Connecting…");
-  stream.getVideoTracks()[0]?.addEventListener("ended", () => {
-    stream = null;
+  startPeer();
+  reportCamera();
+}
+
+function showCamera() {
+  const video = $("local-video");
+  video.srcObject = camera;
+  // iOS Safari plays inline only when muted + playsinline, and only after a user gesture (the tap).
+  video.play().catch(() => {});
+  camera.getVideoTracks()[0]?.addEventListener("ended", () => {
+    camera = null;
     peer?.close();
     problem("The camera stopped", "Your camera was turned off or taken by another app. Tap Try again.");
   });
-  if (welcomed) peer.start(iceServers);
+}
+
+// Microphone: off unless the session asked for it or the customer turns it on.
+async function setMic(on) {
+  const button = $("mute");
+  if (on && !mic) {
+    try {
+      mic = (await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } })).getAudioTracks()[0];
+    } catch {
+      toast("The microphone is blocked. You can keep talking on the phone instead.");
+      return;
+    }
+    await audio?.sender.replaceTrack(mic);
+  }
+  if (mic) mic.enabled = on;
+  button.setAttribute("aria-pressed", String(on));
+  button.textContent = on ? "Mute microphone" : "Turn microphone on";
+  signalling?.send({ type: ClientMessage.MUTE, muted: !on });
+}
+
+// Screen sharing, where the browser can (desktops). Phones are told, not shown a broken button.
+const canShareScreen = Boolean(navigator.mediaDevices?.getDisplayMedia);
+async function toggleScreen() {
+  if (screen) {
+    screen.getTracks().forEach((t) => t.stop());
+    screen = null;
+  } else {
+    try {
+      screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch {
+      toast("Screen sharing was cancelled.");
+      return;
+    }
+    screen.getVideoTracks()[0].addEventListener("ended", () => {
+      screen = null;
+      renderScreenButton();
+      startPeer();
+    });
+  }
+  renderScreenButton();
+  startPeer(); // a new section: a new offer
+}
+
+function renderScreenButton() {
+  const button = $("screen-share");
+  button.setAttribute("aria-pressed", String(Boolean(screen)));
+  button.textContent = screen ? "Stop sharing screen" : "Share my screen";
+}
+
+function setFrozen(frozen) {
+  $("frozen-box").hidden = !frozen;
+  if (frozen) {
+    $("frozen-frame").src = `/s/${token}/frozen.png?at=${Date.now()}`;
+    toast("The agent paused the picture to look closely. Keep the phone where it is.");
+  }
+}
+
+async function sendPhoto() {
+  const track = camera?.getVideoTracks()[0];
+  if (!track) return;
+  toast("The agent is taking a photo…");
+  $("flash").hidden = false;
+  setTimeout(() => ($("flash").hidden = true), 250);
+  try {
+    const photo = await takePhoto(track);
+    const response = await fetch(`/s/${token}/photos`, { method: "POST", body: photo, headers: { "Content-Type": photo.type || "image/jpeg" } });
+    if (!response.ok) throw new Error((await response.json()).error?.message ?? response.statusText);
+    toast("Photo sent to the agent.");
+  } catch (error) {
+    toast(`The photo couldn't be sent: ${error.message}`);
+  }
+}
+
+async function reportCamera(error = null) {
+  const track = camera?.getVideoTracks()[0];
+  signalling?.send({ type: ClientMessage.CAMERA_STATE, ...(await describeCamera(track, error)) });
+}
+
+async function controlCamera(request) {
+  let error = null;
+  try {
+    if (request.facing) {
+      const next = await switchCamera(camera?.getVideoTracks()[0], request.facing);
+      const track = next.getVideoTracks()[0];
+      const sender = peer.sender();
+      await sender?.replaceTrack(track);
+      camera?.getTracks().forEach((t) => t.stop());
+      camera = next;
+      showCamera();
+      await applyProfile(sender, profile);
+      toast("The agent switched your camera.");
+    }
+    const track = camera?.getVideoTracks()[0];
+    if (track) await applyCamera(track, request);
+  } catch (e) {
+    error = e.message || e.name;
+  }
+  await reportCamera(error);
+}
+
+async function reportQuality() {
+  if (!signalling?.open || !peer?.pc) return;
+  const stats = await meter.measure(peer.sender()).catch(() => null);
+  if (stats) signalling.send({ type: ClientMessage.QUALITY, ...stats, profile });
 }
 
 function leave() {
@@ -162,5 +345,16 @@ $("retry").addEventListener("click", () => {
   join();
 });
 $("leave").addEventListener("click", leave);
+$("mute").addEventListener("click", () => setMic(!(mic?.enabled ?? false)));
+$("toggle-chat").addEventListener("click", () => {
+  $("chat").hidden = !$("chat").hidden;
+  $("toggle-chat").setAttribute("aria-expanded", String(!$("chat").hidden));
+});
+if (canShareScreen) {
+  $("screen-share").addEventListener("click", toggleScreen);
+} else {
+  $("screen-share").hidden = true;
+  $("screen-share-note").hidden = false;
+}
 window.addEventListener("offline", () => status("You're offline. We'll reconnect when the network is back.", "warn"));
 show("consent");

@@ -8,7 +8,8 @@ export class ServerPeer extends EventTarget {
   #iceServers = [];
   pc = null;
 
-  // setup(pc) adds the tracks or transceivers this side sends or receives.
+  // setup(pc) adds the transceivers this side sends or receives, and may return a Map from each
+  // sending video transceiver to the source it carries ("camera", "screen", "staff_screen").
   constructor(signalling, setup) {
     super();
     this.#signalling = signalling;
@@ -37,14 +38,21 @@ export class ServerPeer extends EventTarget {
     pc.addEventListener("track", (event) => {
       this.dispatchEvent(new CustomEvent("track", { detail: event }));
     });
-    this.#setup(pc);
+    const named = this.#setup(pc) ?? new Map();
     await pc.setLocalDescription(await pc.createOffer());
-    this.#signalling.send({ type: ClientMessage.OFFER, sdp: pc.localDescription.sdp });
+    const sources = {};
+    for (const [transceiver, source] of named) if (transceiver.mid) sources[transceiver.mid] = source;
+    this.#signalling.send({ type: ClientMessage.OFFER, sdp: pc.localDescription.sdp, sources });
   }
 
   async accept(sdp) {
     if (!this.pc || this.pc.signalingState !== "have-local-offer") return;
     await this.pc.setRemoteDescription({ type: "answer", sdp });
+  }
+
+  // The outbound video of one source, for stats and encoding parameters.
+  sender(kind = "video") {
+    return this.pc?.getSenders().find((s) => s.track?.kind === kind) ?? null;
   }
 
   close() {

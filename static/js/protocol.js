@@ -8,7 +8,21 @@ export const ClientMessage = Object.freeze({
   OFFER: "offer",
   ICE: "ice",
   SNAPSHOT: "snapshot",
+  ANNOTATE: "annotate",
   END: "end",
+  WATCH: "watch",
+  CHAT: "chat",
+  ANNOTATIONS: "annotations",
+  POINTER: "pointer",
+  FREEZE: "freeze",
+  PHOTO_REQUEST: "photo.request",
+  CAMERA: "camera",
+  CAMERA_STATE: "camera.state",
+  QUALITY: "quality",
+  QUALITY_REQUEST: "quality.request",
+  MUTE: "mute",
+  INVITE: "invite",
+  HANDOVER: "handover",
 });
 
 export const ServerMessage = Object.freeze({
@@ -17,6 +31,16 @@ export const ServerMessage = Object.freeze({
   PRESENCE: "presence",
   MEDIA: "media",
   SNAPSHOT_STORED: "snapshot.stored",
+  CHAT: "chat",
+  ANNOTATIONS: "annotations",
+  POINTER: "pointer",
+  FROZEN: "frozen",
+  PHOTO_REQUESTED: "photo.requested",
+  CAMERA: "camera",
+  CAMERA_STATE: "camera.state",
+  QUALITY: "quality",
+  QUALITY_REQUEST: "quality.request",
+  INVITED: "invited",
   ENDED: "ended",
   ERROR: "error",
 });
@@ -33,6 +57,8 @@ export const ErrorCode = Object.freeze({
   SNAPSHOT_LIMIT: "snapshot_limit",
   MEDIA_FAILED: "media_failed",
   REPLACED: "replaced",
+  SESSION_FULL: "session_full",
+  NOT_FOUND: "not_found",
   SERVER_BUSY: "server_busy",
   INTERNAL_ERROR: "internal_error",
 });
@@ -45,6 +71,10 @@ export const FATAL_ERRORS = new Set([
   ErrorCode.SESSION_ENDED,
   ErrorCode.REPLACED,
 ]);
+
+// Video sources a session carries, and the quality profiles an agent can ask for.
+export const Source = Object.freeze({ CAMERA: "camera", SCREEN: "screen", STAFF_SCREEN: "staff_screen" });
+export const PROFILES = Object.freeze(["high", "medium", "low", "audio_only"]);
 
 export const OUTCOMES = Object.freeze([
   "resolved",

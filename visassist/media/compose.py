@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import cast
+
+# Read by OpenCV at its first decode: refuse images larger than this before allocating them.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))
 
 import cv2
 import numpy as np
@@ -61,6 +66,30 @@ def compose(frame: Image, shapes: list[Shape]) -> Image:
             cv2.putText(out, text, px(shape.points[0]), cv2.FONT_HERSHEY_SIMPLEX, scale, color,
                         max(1, thickness // 2), cv2.LINE_AA)
     return out
+
+
+class PhotoError(ValueError):
+    """An upload that is not an image we accept; the message is safe to show."""
+
+
+PHOTO_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"RIFF": "WebP"}
+MAX_PIXELS = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])
+
+
+def decode_photo(data: bytes, max_pixels: int = MAX_PIXELS) -> Image:
+    """Decode an uploaded JPEG, PNG or WebP, refusing anything else and oversized images.
+
+    OpenCV checks the pixel count in the header before it allocates (OPENCV_IO_MAX_IMAGE_PIXELS, set
+    above), so a small file that would decode to a huge image (a decompression bomb) fails cheaply.
+    """
+    if not any(data.startswith(sig) for sig in PHOTO_SIGNATURES):
+        raise PhotoError("not a JPEG, PNG or WebP image")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise PhotoError("the image could not be decoded, or it has too many pixels")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise PhotoError(f"the image has more than {max_pixels} pixels")
+    return cast(Image, image)
 
 
 def encode_png(image: Image) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,17 @@ class PeerError(Exception):
     """The offer or a candidate could not be used; the message is safe to show to the client."""
 
 
+# outgoing(kind, mid, remote direction) -> the track to send on that section, or None
+Outgoing = Callable[[str, str, str], MediaStreamTrack | None]
+# on_track(track, mid) for each section the browser sends on
+OnTrack = Callable[[MediaStreamTrack, str | None], None]
+
+
 class Peer:
-    def __init__(
-        self,
-        configuration: RTCConfiguration,
-        *,
-        send: MediaStreamTrack | None = None,
-        on_track: Callable[[MediaStreamTrack], None] | None = None,
-    ) -> None:
+    def __init__(self, configuration: RTCConfiguration, *, outgoing: Outgoing | None = None,
+                 on_track: OnTrack | None = None) -> None:
         self.pc = RTCPeerConnection(configuration)
-        self._send = send
+        self._outgoing = outgoing
         self._pending: list[tuple[str | None, str | None, int | None]] = []
         self._described = False
         if on_track is not None:
@@ -42,18 +43,26 @@ class Peer:
 
             @self.pc.on("track")
             def _on_track(track: MediaStreamTrack) -> None:
-                callback(track)
+                mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+                callback(track, mid)
 
     async def answer(self, sdp: str) -> str:
         try:
+            parsed = SessionDescription.parse(sdp)
+            if not parsed.media:
+                raise PeerError("the offer has no media sections")
+            directions = {m.rtp.muxId: m.direction for m in parsed.media}
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise PeerError(f"the offer could not be used: {exc}") from exc
-        if self._send is not None:
-            receiving = [t for t in self.pc.getTransceivers() if t.kind == self._send.kind]
-            if not receiving:
-                raise PeerError(f"the offer has no {self._send.kind} section to receive on")
-            self.pc.addTrack(self._send)
+        for transceiver in self.pc.getTransceivers():
+            remote = directions.get(transceiver.mid or "") or "inactive"
+            if self._outgoing is None or remote not in ("recvonly", "sendrecv"):
+                continue
+            track = self._outgoing(transceiver.kind, transceiver.mid or "", remote)
+            if track is not None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendrecv" if remote == "sendrecv" else "sendonly"
         self._described = True
         for pending in self._pending:
             await self._add_candidate(*pending)

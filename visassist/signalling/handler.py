@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
-from aiortc.contrib.media import MediaBlackhole
-from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 
+from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
-from visassist.media.peer import Peer, PeerError
-from visassist.media.relay import ViewerTrack
-from visassist.models import Participant, Role, Session, Status
+from visassist.models import EventType, Role, Status, VideoSource
+from visassist.signalling.actions import Joined, dispatch, error
 from visassist.signalling.protocol import (
     PROTOCOL_VERSION,
-    Answer,
-    EndSession,
+    AnnotationsOut,
+    CameraStateOut,
     Error,
     ErrorCode,
+    Frozen,
     Hello,
-    Ice,
-    Offer,
     ParticipantInfo,
     Presence,
     ProtocolError,
-    SnapshotStored,
-    TakeSnapshot,
+    QualityOut,
     Welcome,
     encode,
     parse_client_message,
@@ -44,30 +39,8 @@ HELLO_TIMEOUT = 10.0
 HEARTBEAT = 15.0
 
 
-@dataclass
-class Joined:
-    session: Session
-    participant: Participant
-    room: Room
-    connection: Connection
-    rejoin: bool
-    replaces: Connection | None  # the same link's older socket, to be told and closed
-
-
-def _error(code: ErrorCode, message: str, ref: str | None = None) -> Error:
-    return Error(code=code, message=message, ref=ref)
-
-
-def _as_protocol_error(exc: ClientError, ref: str | None) -> Error:
-    try:
-        code = ErrorCode(exc.code)
-    except ValueError:
-        code = ErrorCode.FORBIDDEN
-    return _error(code, exc.message, ref)
-
-
 async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str) -> None:
-    await ws.send_str(encode(_error(code, message, "hello")))
+    await ws.send_str(encode(error(code, message, "hello")))
     await ws.close()
 
 
@@ -77,7 +50,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=4 * ctx.settings.max_ws_message_bytes)
     await ws.prepare(request)
     try:
-        joined = await _handshake(ctx, ws)
+        joined = await _handshake(ctx, ws, public_base(request))
     except (ConnectionError, asyncio.CancelledError):
         raise
     except Exception:
@@ -96,7 +69,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | None:
+async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str) -> Joined | None:
     try:
         first = await ws.receive(timeout=HELLO_TIMEOUT)
     except TimeoutError:
@@ -139,8 +112,17 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | Non
         if ctx.hub.full():
             await _refuse(ws, ErrorCode.SERVER_BUSY, "the server is at capacity; try again shortly")
             return None
-        room = ctx.hub.open(session.id, await ctx.store.participants(session.id))
-        _watch_video(ctx, room)
+        members = await ctx.store.participants(session.id)
+        handovers = [e for e in await ctx.store.events(session.id)
+                     if e.type is EventType.SESSION_HANDOVER]
+        room = ctx.hub.get(session.id)  # someone else may have opened it while we read
+        if room is None:
+            room = ctx.hub.open(session.id, members)
+            if handovers:
+                room.lead = handovers[-1].data["to"]
+            _watch_video(ctx, room)
+    if participant.id not in room.members:
+        room.members[participant.id] = participant
 
     connection = Connection(participant=participant, ws=ws)
     # Register with no await in between, so the room is never empty (and discarded) while we join;
@@ -150,7 +132,7 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse) -> Joined | Non
     rejoin = participant.id in room.joined_once
     room.joined_once.add(participant.id)
     return Joined(session=session, participant=participant, room=room, connection=connection,
-                  rejoin=rejoin, replaces=previous)
+                  rejoin=rejoin, replaces=previous, base=base)
 
 
 async def _greet(ctx: AppContext, joined: Joined) -> None:
@@ -158,31 +140,62 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
                                               joined.connection)
     if joined.replaces is not None:
         # The same link opened again (a reload, a second tab): the newest socket wins.
-        await joined.replaces.send(_error(ErrorCode.REPLACED, "this link was opened somewhere else"))
+        await joined.replaces.send(error(ErrorCode.REPLACED, "this link was opened somewhere else"))
         await ctx.sessions.left(session.id, participant, "replaced")
         await joined.replaces.close()
     await ctx.sessions.joined(session, participant, joined.rejoin)
+    current = await ctx.sessions.get(session.id)
     await connection.send(Welcome(
         participant=ParticipantInfo(id=participant.id, role=participant.role.value,
-                                    name=participant.name, connected=True),
-        session=ctx.sessions.summary(await ctx.sessions.get(session.id)),
+                                    name=participant.name, connected=True,
+                                    lead=participant.id == room.lead),
+        session=ctx.sessions.summary(current),
         ice_servers=[s.to_browser() for s in ctx.settings.ice_servers],
         participants=room.presence(),
+        chat=await ctx.sessions.transcript(session.id),
+        snapshots=[ctx.sessions.snapshot_view(s) for s in await ctx.store.snapshots(session.id)]
+        if participant.role.staff else [],
+        frozen=room.frozen is not None,
+        audio=current.audio,
     ))
     await room.broadcast(Presence(participants=room.presence()))
-    if participant.role is Role.AGENT:
-        await connection.send(room.media_state())
+    # Bring a (re)joining participant up to date with what is live now.
+    if participant.role.staff:
+        for kind in (VideoSource.CAMERA, VideoSource.SCREEN, VideoSource.STAFF_SCREEN):
+            await connection.send(room.media_state(kind))
+        if room.camera_state is not None:
+            await connection.send(CameraStateOut(state=room.camera_state))
+        if room.quality is not None:
+            await connection.send(QualityOut(report=room.quality[0], poor=room.quality[1]))
+    else:
+        await connection.send(room.media_state(VideoSource.STAFF_SCREEN))
+    for by, shapes in room.annotations.items():
+        if by != participant.id and shapes:
+            await connection.send(AnnotationsOut(by=by, shapes=shapes))
+    if room.frozen is not None:
+        await connection.send(Frozen(frozen=True, by=room.frozen_by, source=room.frozen.value))
     log.info("%s %s joined session %s", participant.role.value, participant.id, session.id)
 
 
 def _watch_video(ctx: AppContext, room: Room) -> None:
-    async def started(frame: VideoFrame) -> None:
-        customer = next((c.participant for c in room.connections.values()
-                         if c.participant.role is Role.CUSTOMER), None)
-        if customer is not None:
-            await ctx.sessions.media_started(room.session_id, customer, frame.width, frame.height)
+    senders = {VideoSource.CAMERA: (Role.CUSTOMER,), VideoSource.SCREEN: (Role.CUSTOMER,),
+               VideoSource.STAFF_SCREEN: (Role.AGENT, Role.EXPERT)}
 
-    room.on_video_started = started
+    async def changed(kind: VideoSource, frame: VideoFrame | None) -> None:
+        if kind is not VideoSource.STAFF_SCREEN and frame is None and room.frozen is kind:
+            room.frozen = None  # the held frame goes with its source
+        sender = room.sender_of.get(kind) or next(
+            (c.participant.id for c in room.connections.values() if c.participant.role in senders[kind]),
+            "system")
+        if frame is None:
+            await ctx.sessions.record(room.session_id, EventType.MEDIA_STOPPED, sender,
+                                      {"source": kind.value})
+        else:
+            await ctx.sessions.record(room.session_id, EventType.MEDIA_STARTED, sender,
+                                      {"participant_id": sender, "source": kind.value, "kind": "video",
+                                       "width": frame.width, "height": frame.height})
+
+    room.on_video = changed
 
 
 async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> None:
@@ -190,96 +203,44 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> 
     async for message in ws:
         if message.type == WSMsgType.TEXT:
             if len(message.data) > limit:
-                await joined.connection.send(_error(
+                await joined.connection.send(error(
                     ErrorCode.INVALID_MESSAGE, f"message larger than {limit} bytes"))
                 continue
             ref: str | None = None
             try:
                 parsed = parse_client_message(message.data)
                 ref = getattr(parsed, "request_id", None) or parsed.type
-                await _dispatch(ctx, joined, parsed)
+                await dispatch(ctx, joined, parsed)
             except ProtocolError as exc:
-                error = exc.message_out()
-                await joined.connection.send(error if error.ref else error.model_copy(update={"ref": ref}))
+                out = exc.message_out()
+                await joined.connection.send(out if out.ref else out.model_copy(update={"ref": ref}))
             except ClientError as exc:
                 await joined.connection.send(_as_protocol_error(exc, ref))
             except Exception:
                 log.exception("failed on a %s message in session %s", ref, joined.session.id)
-                await joined.connection.send(_error(
+                await joined.connection.send(error(
                     ErrorCode.INTERNAL_ERROR, "the server failed on this message; try again", ref))
         elif message.type == WSMsgType.BINARY:
-            await joined.connection.send(_error(ErrorCode.INVALID_MESSAGE, "messages are JSON text"))
+            await joined.connection.send(error(ErrorCode.INVALID_MESSAGE, "messages are JSON text"))
 
 
-async def _dispatch(ctx: AppContext, joined: Joined,
-                    message: Hello | Offer | Ice | TakeSnapshot | EndSession) -> None:
-    connection, participant = joined.connection, joined.participant
-    if isinstance(message, Hello):
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "hello was already received", ref="hello")
-    if isinstance(message, Offer):
-        await _offer(ctx, joined, message)
-    elif isinstance(message, Ice):
-        if connection.peer is None:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "send an offer before ICE candidates",
-                                ref="ice")
-        try:
-            await connection.peer.add_candidate(message.candidate, message.sdpMid, message.sdpMLineIndex)
-        except PeerError as exc:
-            raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc), ref="ice") from None
-    elif isinstance(message, TakeSnapshot):
-        _require_agent(participant, "take snapshots")
-        frame = joined.room.source.frame
-        if frame is None or not joined.room.source.live:
-            raise ProtocolError(ErrorCode.NO_VIDEO, "there is no video from the customer yet",
-                                ref=message.request_id)
-        session = await ctx.sessions.get(joined.session.id)
-        if session.effective_status() not in (Status.WAITING, Status.LIVE):
-            raise ProtocolError(ErrorCode.SESSION_ENDED, "the session is over", ref=message.request_id)
-        snapshot = await ctx.sessions.capture(session, participant, frame, list(message.annotations))
-        view = ctx.sessions.snapshot_view(snapshot)
-        await joined.room.broadcast(SnapshotStored(request_id=None, snapshot=view), {Role.AGENT},
-                                    exclude=connection)
-        await connection.send(SnapshotStored(request_id=message.request_id, snapshot=view))
-    elif isinstance(message, EndSession):
-        _require_agent(participant, "end the session")
-        await ctx.sessions.end(joined.session.id, message.outcome, message.notes, participant.id)
-
-
-async def _offer(ctx: AppContext, joined: Joined, offer: Offer) -> None:
-    room, connection = joined.room, joined.connection
-
-    def on_track(track: MediaStreamTrack) -> None:
-        if joined.participant.role is Role.CUSTOMER and track.kind == "video":
-            room.source.attach(track)
-            return
-        # Every received track must be read, or aiortc queues its frames without bound.
-        drain = MediaBlackhole()
-        drain.addTrack(track)
-        room.spawn(drain.start())
-
-    if joined.participant.role is Role.CUSTOMER:
-        peer = Peer(ctx.rtc_configuration, on_track=on_track)
-    else:
-        peer = Peer(ctx.rtc_configuration, send=ViewerTrack(room.source), on_track=on_track)
-    await connection.replace_peer(peer)
+def _as_protocol_error(exc: ClientError, ref: str | None) -> Error:
     try:
-        sdp = await asyncio.wait_for(peer.answer(offer.sdp), timeout=15)
-    except (PeerError, TimeoutError) as exc:
-        await connection.replace_peer(None)
-        raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc) or "media negotiation timed out",
-                            ref="offer") from None
-    await connection.send(Answer(sdp=sdp))
-
-
-def _require_agent(participant: Participant, action: str) -> None:
-    if participant.role is not Role.AGENT:
-        raise ProtocolError(ErrorCode.FORBIDDEN, f"only the agent can {action}")
+        code = ErrorCode(exc.code)
+    except ValueError:
+        code = ErrorCode.FORBIDDEN
+    return error(code, exc.message, ref)
 
 
 async def _leave(ctx: AppContext, joined: Joined) -> None:
     room, participant, connection = joined.room, joined.participant, joined.connection
     if room.connections.get(participant.id) is connection:
         del room.connections[participant.id]
+        room.unmuted.discard(participant.id)
+        if participant.id in room.voices:
+            room.voices.pop(participant.id).detach()
+        if room.annotations.pop(participant.id, None):
+            await room.broadcast(AnnotationsOut(by=participant.id, shapes=[]))
         await ctx.sessions.left(joined.session.id, participant, "disconnected")
         await room.broadcast(Presence(participants=room.presence()))
     await connection.close()

@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from visassist.annotations import Shapes
+from visassist.annotations import Point, Shapes
 from visassist.errors import ClientError
 from visassist.models import Outcome
 
 PROTOCOL_VERSION = 1
 MAX_SDP_CHARS = 64 * 1024
+MAX_CHAT_CHARS = 2000
 
 
 class ErrorCode(enum.StrEnum):
@@ -34,6 +35,8 @@ class ErrorCode(enum.StrEnum):
     SNAPSHOT_LIMIT = "snapshot_limit"
     MEDIA_FAILED = "media_failed"
     REPLACED = "replaced"
+    SESSION_FULL = "session_full"
+    NOT_FOUND = "not_found"
     SERVER_BUSY = "server_busy"
     INTERNAL_ERROR = "internal_error"
 
@@ -45,6 +48,10 @@ class _Message(BaseModel):
 
 # Client -> server
 
+Source = Literal["camera", "screen", "staff_screen"]
+Profile = Literal["high", "medium", "low", "audio_only"]
+Mid = Annotated[str, Field(min_length=1, max_length=16)]
+
 
 class Hello(_Message):
     """First message on every socket: which protocol the client speaks and whose link it holds."""
@@ -55,10 +62,15 @@ class Hello(_Message):
 
 
 class Offer(_Message):
-    """An SDP offer. A new offer replaces the sender's peer connection (this is how media recovers)."""
+    """An SDP offer. A new offer replaces the sender's peer connection (this is how media recovers).
+
+    `sources` names what each sending video section carries, by mid: the customer sends "camera" and
+    "screen", staff send "staff_screen". Sections it does not name are not used as video sources.
+    """
 
     type: Literal["offer"]
     sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
+    sources: Annotated[dict[Mid, Source], Field(max_length=4)] = {}
 
 
 class Ice(_Message):
@@ -71,23 +83,139 @@ class Ice(_Message):
 
 
 class TakeSnapshot(_Message):
-    """Agent only: capture the newest frame of the customer's video with these annotations."""
+    """Agent or expert: capture the newest frame of the watched source with these annotations."""
 
     type: Literal["snapshot"]
     request_id: Annotated[str, Field(min_length=1, max_length=64)]
     annotations: Shapes = []
 
 
+class AnnotateSnapshot(_Message):
+    """Agent or expert: draw (again) on a stored snapshot, such as a device photo."""
+
+    type: Literal["annotate"]
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    snapshot_id: Annotated[str, Field(min_length=1, max_length=64)]
+    annotations: Shapes
+
+
 class EndSession(_Message):
-    """Agent only: end the session for everyone with an outcome."""
+    """Agent or expert: end the session for everyone with an outcome."""
 
     type: Literal["end"]
     outcome: Outcome
     notes: Annotated[str, Field(max_length=4000)] = ""
 
 
-ClientMessage = Annotated[Hello | Offer | Ice | TakeSnapshot | EndSession, Field(discriminator="type")]
-_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+class Watch(_Message):
+    """Staff: which of the customer's sources this viewer's video shows."""
+
+    type: Literal["watch"]
+    source: Literal["camera", "screen"]
+
+
+class Chat(_Message):
+    type: Literal["chat"]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_CHARS)]
+
+
+class Annotations(_Message):
+    """Agent or expert: the shapes drawn now (the draft stroke included), mirrored to everyone."""
+
+    type: Literal["annotations"]
+    shapes: Shapes
+
+
+class Pointer(_Message):
+    """Agent or expert: the laser pointer's position, or null when it leaves the picture."""
+
+    type: Literal["pointer"]
+    point: Point | None
+
+
+class Freeze(_Message):
+    """Agent or expert: hold the picture still for everyone (snapshots use the held frame), or let go."""
+
+    type: Literal["freeze"]
+    frozen: bool
+
+
+class RequestPhoto(_Message):
+    """Agent or expert: ask the customer's phone for a full-resolution photo."""
+
+    type: Literal["photo.request"]
+
+
+class CameraControl(_Message):
+    """Agent or expert: change the customer's camera; fields left out are left as they are."""
+
+    type: Literal["camera"]
+    facing: Literal["user", "environment"] | None = None
+    torch: bool | None = None
+    zoom: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
+
+
+class CameraState(_Message):
+    """Customer: what the camera can do and is doing; `error` says why the last request failed."""
+
+    type: Literal["camera.state"]
+    facing: Annotated[list[Literal["user", "environment"]], Field(max_length=2)] = []
+    current_facing: Literal["user", "environment"] | None = None
+    cameras: Annotated[int, Field(ge=0, le=16)] = 0
+    torch: bool | None = None  # None: not supported
+    zoom: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    zoom_min: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    zoom_max: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    error: Annotated[str, Field(max_length=300)] | None = None
+
+
+class QualityReport(_Message):
+    """Customer: measured quality of the video it sends (from RTCPeerConnection.getStats)."""
+
+    type: Literal["quality"]
+    width: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    height: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    fps: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    bitrate_kbps: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None
+    packet_loss: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    rtt_ms: Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)] | None = None
+    profile: Profile = "high"
+
+
+class RequestQuality(_Message):
+    """Agent or expert: ask the customer's page to send less (or more) video."""
+
+    type: Literal["quality.request"]
+    profile: Profile
+
+
+class Mute(_Message):
+    """Anyone: whether their microphone is off; shown to everyone in presence."""
+
+    type: Literal["mute"]
+    muted: bool
+
+
+class Invite(_Message):
+    """Agent or expert: create a link for a Tier 3 expert or a supervisor."""
+
+    type: Literal["invite"]
+    role: Literal["expert", "supervisor"]
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class Handover(_Message):
+    """Agent or expert: hand the lead to another agent or expert, who carries on after the sender leaves."""
+
+    type: Literal["handover"]
+    to: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+ClientMessageType = (Hello | Offer | Ice | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
+                     | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
+                     | QualityReport | RequestQuality | Mute | Invite | Handover)
+ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
+_client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 
 
 # Server -> client
@@ -98,6 +226,8 @@ class ParticipantInfo(BaseModel):
     role: str
     name: str
     connected: bool
+    muted: bool = True
+    lead: bool = False
 
 
 class Welcome(_Message):
@@ -107,6 +237,10 @@ class Welcome(_Message):
     session: dict[str, Any]
     ice_servers: list[dict[str, str]]
     participants: list[ParticipantInfo]
+    chat: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []  # staff only: the session's snapshots so far
+    frozen: bool = False
+    audio: bool = False  # the session asked for the customer's microphone from the start
 
 
 class Answer(_Message):
@@ -115,16 +249,17 @@ class Answer(_Message):
 
 
 class Presence(_Message):
-    """Who is in the session now; sent to everyone whenever someone joins or leaves."""
+    """Who is in the session now; sent to everyone whenever someone joins, leaves or mutes."""
 
     type: Literal["presence"] = "presence"
     participants: list[ParticipantInfo]
 
 
 class MediaState(_Message):
-    """Whether the customer's camera reaches the server, and at what size."""
+    """Whether a video source reaches the server, and at what size (one message per source)."""
 
     type: Literal["media"] = "media"
+    source: Source = "camera"
     state: Literal["live", "none"]
     width: int | None = None
     height: int | None = None
@@ -134,6 +269,67 @@ class SnapshotStored(_Message):
     type: Literal["snapshot.stored"] = "snapshot.stored"
     request_id: str | None
     snapshot: dict[str, Any]
+
+
+class ChatOut(_Message):
+    type: Literal["chat"] = "chat"
+    message: dict[str, Any]  # {id, from, role, name, text, at}
+
+
+class AnnotationsOut(_Message):
+    type: Literal["annotations"] = "annotations"
+    by: str
+    shapes: list[dict[str, Any]]
+
+
+class PointerOut(_Message):
+    type: Literal["pointer"] = "pointer"
+    by: str
+    point: tuple[float, float] | None
+
+
+class Frozen(_Message):
+    """The picture is held (or live again); the held frame is at <the page's link>/frozen.png."""
+
+    type: Literal["frozen"] = "frozen"
+    frozen: bool
+    by: str | None = None
+    source: Source = "camera"
+
+
+class PhotoRequested(_Message):
+    type: Literal["photo.requested"] = "photo.requested"
+    by: str
+
+
+class CameraControlOut(_Message):
+    type: Literal["camera"] = "camera"
+    facing: str | None = None
+    torch: bool | None = None
+    zoom: float | None = None
+
+
+class CameraStateOut(_Message):
+    type: Literal["camera.state"] = "camera.state"
+    state: dict[str, Any]
+
+
+class QualityOut(_Message):
+    type: Literal["quality"] = "quality"
+    report: dict[str, Any]
+    poor: list[str]  # plain-words reasons the connection is poor; empty when it is fine
+
+
+class QualityRequested(_Message):
+    type: Literal["quality.request"] = "quality.request"
+    profile: Profile
+    by: str
+
+
+class Invited(_Message):
+    type: Literal["invited"] = "invited"
+    participant: ParticipantInfo
+    url: str
 
 
 class Ended(_Message):
@@ -151,10 +347,14 @@ class Error(_Message):
     ref: str | None = None  # the request_id or message type the error answers
 
 
-ServerMessage = Welcome | Answer | Presence | MediaState | SnapshotStored | Ended | Error
+ServerMessage = (Welcome | Answer | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
+                 | PointerOut | Frozen | PhotoRequested | CameraControlOut | CameraStateOut | QualityOut
+                 | QualityRequested | Invited | Ended | Error)
 
-CLIENT_MESSAGE_TYPES = ("hello", "offer", "ice", "snapshot", "end")
-SERVER_MESSAGE_TYPES = ("welcome", "answer", "presence", "media", "snapshot.stored", "ended", "error")
+CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].annotation.__args__[0] for m in ClientMessageType.__args__)
+SERVER_MESSAGE_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].default for m in ServerMessage.__args__)
 
 
 class ProtocolError(ClientError):
@@ -169,7 +369,7 @@ class ProtocolError(ClientError):
         return Error(code=self.error_code, message=self.message, ref=self.ref)
 
 
-def parse_client_message(text: str) -> Hello | Offer | Ice | TakeSnapshot | EndSession:
+def parse_client_message(text: str) -> ClientMessageType:
     try:
         raw = json.loads(text)
     except ValueError:

@@ -1,4 +1,4 @@
-"""Live rooms: who is connected to a session right now, and its customer's video."""
+"""Live rooms: who is connected to a session right now, and the media flowing through it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 from aiohttp import web
 from av import VideoFrame
 
+from visassist.media.audio import AudioInput
 from visassist.media.peer import Peer
-from visassist.media.relay import FrameSource
-from visassist.models import Participant, Role
+from visassist.media.relay import FrameSource, ViewerTrack
+from visassist.models import Participant, Role, VideoSource
 from visassist.signalling.protocol import MediaState, ParticipantInfo, ServerMessage, encode
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ class Connection:
     participant: Participant
     ws: web.WebSocketResponse
     peer: Peer | None = None
+    viewer: ViewerTrack | None = None  # staff: the customer's video as this viewer watches it
+    watching: VideoSource = VideoSource.CAMERA
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: ServerMessage) -> None:
@@ -52,11 +55,22 @@ class Room:
         self.session_id = session_id
         self.members: dict[str, Participant] = {p.id: p for p in members}
         self.connections: dict[str, Connection] = {}
-        self.source = FrameSource(on_change=self._video_changed)
+        self.sources: dict[VideoSource, FrameSource] = {
+            kind: FrameSource(kind.value, on_change=self._announcer(kind)) for kind in VideoSource
+        }
+        self.voices: dict[str, AudioInput] = {}
+        self.unmuted: set[str] = set()
+        self.lead: str | None = next((p.id for p in self.members.values() if p.role is Role.AGENT), None)
+        self.annotations: dict[str, list[dict[str, Any]]] = {}
+        self.frozen: VideoSource | None = None  # the source whose picture is held
+        self.frozen_by: str | None = None
+        self.sender_of: dict[VideoSource, str] = {}
+        self.camera_state: dict[str, Any] | None = None
+        self.quality: tuple[dict[str, Any], list[str]] | None = None
         self.joined_once: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Called with the first frame of each customer track (set by the socket handler).
-        self.on_video_started: Callable[[VideoFrame], Coroutine[Any, Any, None]] | None = None
+        # Called with the source and its first frame whenever a source starts (set by the handler).
+        self.on_video: Callable[[VideoSource, VideoFrame | None], Coroutine[Any, Any, None]] | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -66,36 +80,60 @@ class Room:
     def connected(self, participant_id: str) -> bool:
         return participant_id in self.connections
 
+    def customer(self) -> Connection | None:
+        return next((c for c in self.connections.values() if c.participant.role is Role.CUSTOMER), None)
+
     def presence(self) -> list[ParticipantInfo]:
         return [
-            ParticipantInfo(id=p.id, role=p.role.value, name=p.name, connected=self.connected(p.id))
+            ParticipantInfo(id=p.id, role=p.role.value, name=p.name, connected=self.connected(p.id),
+                            muted=p.id not in self.unmuted, lead=p.id == self.lead)
             for p in self.members.values()
         ]
 
-    def media_state(self) -> MediaState:
-        frame = self.source.frame
-        if not self.source.live or frame is None:
-            return MediaState(state="none")
-        return MediaState(state="live", width=frame.width, height=frame.height)
+    def media_state(self, kind: VideoSource) -> MediaState:
+        source = self.sources[kind]
+        frame = source.frame
+        if not source.live or frame is None:
+            return MediaState(source=kind.value, state="none")
+        return MediaState(source=kind.value, state="live", width=frame.width, height=frame.height)
 
-    async def broadcast(self, message: ServerMessage, roles: set[Role] | None = None,
+    def voice(self, participant_id: str) -> AudioInput:
+        if participant_id not in self.voices:
+            self.voices[participant_id] = AudioInput()
+        return self.voices[participant_id]
+
+    def heard_by(self, listener_id: str) -> list[AudioInput]:
+        """The voices one listener hears: everyone else's who is unmuted (supervisors never speak)."""
+        return [voice for pid, voice in self.voices.items()
+                if pid != listener_id and pid in self.unmuted and pid in self.connections
+                and self.connections[pid].participant.role is not Role.SUPERVISOR]
+
+    async def broadcast(self, message: ServerMessage, roles: Iterable[Role] | None = None,
                         exclude: Connection | None = None) -> None:
+        wanted = None if roles is None else set(roles)
         targets = [c for c in self.connections.values()
-                   if (roles is None or c.participant.role in roles) and c is not exclude]
+                   if (wanted is None or c.participant.role in wanted) and c is not exclude]
         await asyncio.gather(*(c.send(message) for c in targets))
 
-    def _video_changed(self, frame: VideoFrame | None) -> None:
-        # Called from inside the source's pump, so say what changed rather than asking the source.
-        state = (MediaState(state="none") if frame is None
-                 else MediaState(state="live", width=frame.width, height=frame.height))
-        self.spawn(self.broadcast(state, {Role.AGENT}))
-        if frame is not None and self.on_video_started is not None:
-            self.spawn(self.on_video_started(frame))
+    def _announcer(self, kind: VideoSource) -> Callable[[VideoFrame | None], None]:
+        def changed(frame: VideoFrame | None) -> None:
+            # Called from inside the source's pump, so say what changed rather than asking the source.
+            state = (MediaState(source=kind.value, state="none") if frame is None else
+                     MediaState(source=kind.value, state="live", width=frame.width, height=frame.height))
+            # The customer sees the staff's shared screen; staff see everything.
+            self.spawn(self.broadcast(state, None if kind is VideoSource.STAFF_SCREEN else
+                                      (Role.AGENT, Role.EXPERT, Role.SUPERVISOR)))
+            if self.on_video is not None:
+                self.spawn(self.on_video(kind, frame))
+        return changed
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in list(self.connections.values())))
         self.connections.clear()
-        await self.source.close()
+        for source in self.sources.values():
+            await source.close()
+        for voice in self.voices.values():
+            voice.detach()
         for task in list(self._tasks):
             task.cancel()
 

@@ -88,6 +88,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX snapshots_session ON snapshots (session_id, taken_at);
     """,
+    """
+    ALTER TABLE sessions ADD COLUMN audio INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -128,7 +131,7 @@ def _session(row: aiosqlite.Row) -> Session:
         created_at=created_at, expires_at=expires_at,
         started_at=_dt(row["started_at"]), ended_at=_dt(row["ended_at"]),
         outcome=Outcome(row["outcome"]) if row["outcome"] else None,
-        notes=row["notes"], ended_by=row["ended_by"],
+        notes=row["notes"], ended_by=row["ended_by"], audio=bool(row["audio"]),
     )
 
 
@@ -266,10 +269,11 @@ class SqliteStore:
     ) -> Event:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
+                " audio) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.ticket_id, session.tier, json.dumps(session.customer),
-                 session.status.value, _ts(session.created_at), _ts(session.expires_at)),
+                 session.status.value, _ts(session.created_at), _ts(session.expires_at),
+                 int(session.audio)),
             )
             for participant, token_digest in participants:
                 await db.execute(
@@ -283,6 +287,28 @@ class SqliteStore:
                 {"ticket_id": session.ticket_id, "tier": session.tier,
                  "expires_at": _ts(session.expires_at)},
                 session.created_at,
+            )
+
+    @shielded
+    async def add_participant(self, participant: Participant, token_digest: str, actor: str,
+                              limit: int) -> Event | None:
+        """Add an invited participant; None when the session already has `limit` participants."""
+        async with self._transaction() as db:
+            row = await self._one("SELECT COUNT(*) AS n FROM participants WHERE session_id = ?",
+                                  (participant.session_id,))
+            if row is not None and row["n"] >= limit:
+                return None
+            await db.execute(
+                "INSERT INTO participants (id, session_id, role, name, token_digest, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (participant.id, participant.session_id, participant.role.value, participant.name,
+                 token_digest, _ts(participant.created_at)),
+            )
+            return await self._insert_event(
+                db, participant.session_id, EventType.PARTICIPANT_INVITED, actor,
+                {"participant_id": participant.id, "role": participant.role.value,
+                 "name": participant.name},
+                participant.created_at,
             )
 
     async def get_session(self, session_id: str) -> Session | None:
@@ -383,6 +409,20 @@ class SqliteStore:
                 db, snapshot.session_id, EventType.SNAPSHOT_CAPTURED, snapshot.taken_by,
                 event_data, snapshot.taken_at,
             )
+
+    @shielded
+    async def annotate_snapshot(self, session_id: str, snapshot_id: str,
+                                annotations: list[dict[str, Any]], annotated_key: str, actor: str,
+                                at: datetime) -> Event | None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE snapshots SET annotations = ?, annotated_key = ? WHERE session_id = ? AND id = ?",
+                (json.dumps(annotations), annotated_key, session_id, snapshot_id))
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_event(
+                db, session_id, EventType.SNAPSHOT_ANNOTATED, actor,
+                {"snapshot_id": snapshot_id, "shapes": len(annotations)}, at)
 
     async def snapshots(self, session_id: str) -> list[Snapshot]:
         rows = await self._all(

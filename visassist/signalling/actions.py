@@ -1,0 +1,376 @@
+"""What each signalling message does, and who may send it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from visassist.annotations import shapes_adapter
+from visassist.context import AppContext
+from visassist.media.audio import MixTrack
+from visassist.media.peer import Peer, PeerError
+from visassist.media.relay import ViewerTrack
+from visassist.models import EventType, Participant, Role, Session, SnapshotSource, Status, VideoSource
+from visassist.signalling.protocol import (
+    AnnotateSnapshot,
+    Annotations,
+    AnnotationsOut,
+    Answer,
+    CameraControl,
+    CameraControlOut,
+    CameraState,
+    CameraStateOut,
+    Chat,
+    ChatOut,
+    ClientMessageType,
+    EndSession,
+    Error,
+    ErrorCode,
+    Freeze,
+    Frozen,
+    Handover,
+    Hello,
+    Ice,
+    Invite,
+    Invited,
+    Mute,
+    Offer,
+    ParticipantInfo,
+    PhotoRequested,
+    Pointer,
+    PointerOut,
+    Presence,
+    ProtocolError,
+    QualityOut,
+    QualityReport,
+    QualityRequested,
+    RequestPhoto,
+    RequestQuality,
+    SnapshotStored,
+    TakeSnapshot,
+    Watch,
+)
+from visassist.signalling.room import Connection, Room
+
+M = TypeVar("M", bound=ClientMessageType)
+
+LEADS = frozenset({Role.AGENT, Role.EXPERT})
+STAFF = frozenset({Role.AGENT, Role.EXPERT, Role.SUPERVISOR})
+ANYONE = frozenset(Role)
+SPEAKERS = frozenset({Role.CUSTOMER, Role.AGENT, Role.EXPERT})
+CUSTOMER = frozenset({Role.CUSTOMER})
+
+# Video a role may send, by the name its offer gives the section.
+SENDABLE = {Role.CUSTOMER: {VideoSource.CAMERA, VideoSource.SCREEN},
+            Role.AGENT: {VideoSource.STAFF_SCREEN}, Role.EXPERT: {VideoSource.STAFF_SCREEN},
+            Role.SUPERVISOR: set()}
+
+# Quality thresholds behind the console's plain-words warning.
+POOR_LOSS = 0.05
+POOR_RTT_MS = 400
+POOR_FPS = 10
+
+
+@dataclass
+class Joined:
+    session: Session
+    participant: Participant
+    room: Room
+    connection: Connection
+    rejoin: bool
+    replaces: Connection | None  # the same link's older socket, to be told and closed
+    base: str  # where links point, for invitations
+
+
+def error(code: ErrorCode, message: str, ref: str | None = None) -> Error:
+    return Error(code=code, message=message, ref=ref)
+
+
+Action = Callable[[AppContext, Joined, Any], Awaitable[None]]
+ACTIONS: dict[type[Any], tuple[frozenset[Role], Action]] = {}
+VERBS: dict[type[Any], str] = {}
+
+
+def action(message: type[M], roles: frozenset[Role], verb: str) -> Callable[
+        [Callable[[AppContext, Joined, M], Awaitable[None]]],
+        Callable[[AppContext, Joined, M], Awaitable[None]]]:
+    def register(handler: Callable[[AppContext, Joined, M], Awaitable[None]]
+                 ) -> Callable[[AppContext, Joined, M], Awaitable[None]]:
+        ACTIONS[message] = (roles, handler)
+        VERBS[message] = verb
+        return handler
+    return register
+
+
+async def dispatch(ctx: AppContext, joined: Joined, message: ClientMessageType) -> None:
+    if isinstance(message, Hello):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "hello was already received", ref="hello")
+    roles, handler = ACTIONS[type(message)]
+    if joined.participant.role not in roles:
+        raise ProtocolError(ErrorCode.FORBIDDEN,
+                            f"a {joined.participant.role.value} cannot {VERBS[type(message)]}")
+    await handler(ctx, joined, message)
+
+
+async def _open_session(ctx: AppContext, joined: Joined, ref: str) -> Session:
+    session = await ctx.sessions.get(joined.session.id)
+    if session.effective_status() not in (Status.WAITING, Status.LIVE):
+        raise ProtocolError(ErrorCode.SESSION_ENDED, "the session is over", ref=ref)
+    return session
+
+
+# Media
+
+
+@action(Offer, ANYONE, "send media")
+async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
+    room, connection, participant = joined.room, joined.connection, joined.participant
+    named = {mid: VideoSource(kind) for mid, kind in message.sources.items()}
+    if participant.role is Role.CUSTOMER and not named:
+        # A customer offer that names nothing: its first video section is the camera.
+        first = next((m for m in SessionDescription.parse(message.sdp).media
+                      if m.kind == "video" and m.direction in ("sendonly", "sendrecv")), None)
+        if first is not None and first.rtp.muxId:
+            named[first.rtp.muxId] = VideoSource.CAMERA
+    refused = [kind.value for kind in named.values() if kind not in SENDABLE[participant.role]]
+    if refused:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"a {participant.role.value} cannot send "
+                                                 f"{', '.join(refused)}", ref="offer")
+    sending_video: list[bool] = []
+
+    def on_track(track: MediaStreamTrack, mid: str | None) -> None:
+        if track.kind == "video" and mid in named:
+            kind = named[mid]
+            room.sender_of[kind] = participant.id
+            room.sources[kind].attach(track)
+        elif track.kind == "audio" and participant.role in SPEAKERS:
+            room.voice(participant.id).attach(track)
+        else:
+            # Every received track must be read, or aiortc queues its frames without bound.
+            drain = MediaBlackhole()
+            drain.addTrack(track)
+            room.spawn(drain.start())
+
+    def outgoing(kind: str, mid: str, direction: str) -> MediaStreamTrack | None:
+        if kind == "audio":
+            return MixTrack(lambda: room.heard_by(participant.id))
+        if kind != "video" or sending_video or mid in named:
+            return None
+        sending_video.append(True)
+        if participant.role is Role.CUSTOMER:
+            return ViewerTrack(room.sources[VideoSource.STAFF_SCREEN])
+        connection.viewer = ViewerTrack(room.sources[connection.watching])
+        return connection.viewer
+
+    peer = Peer(ctx.rtc_configuration, outgoing=outgoing, on_track=on_track)
+    await connection.replace_peer(peer)
+    try:
+        sdp = await asyncio.wait_for(peer.answer(message.sdp), timeout=15)
+    except (PeerError, TimeoutError) as exc:
+        await connection.replace_peer(None)
+        raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc) or "media negotiation timed out",
+                            ref="offer") from None
+    await connection.send(Answer(sdp=sdp))
+
+
+@action(Ice, ANYONE, "send ICE candidates")
+async def ice(ctx: AppContext, joined: Joined, message: Ice) -> None:
+    peer = joined.connection.peer
+    if peer is None:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "send an offer before ICE candidates", ref="ice")
+    try:
+        await peer.add_candidate(message.candidate, message.sdpMid, message.sdpMLineIndex)
+    except PeerError as exc:
+        raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc), ref="ice") from None
+
+
+@action(Watch, STAFF, "choose a source")
+async def watch(ctx: AppContext, joined: Joined, message: Watch) -> None:
+    kind = VideoSource(message.source)
+    joined.connection.watching = kind
+    if joined.connection.viewer is not None:
+        joined.connection.viewer.watch(joined.room.sources[kind])
+    await joined.connection.send(joined.room.media_state(kind))
+
+
+@action(Mute, ANYONE, "mute")
+async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
+    room, pid = joined.room, joined.participant.id
+    if message.muted:
+        room.unmuted.discard(pid)
+    else:
+        room.unmuted.add(pid)
+    await room.broadcast(Presence(participants=room.presence()))
+
+
+# Snapshots and ending
+
+
+@action(TakeSnapshot, LEADS, "take snapshots")
+async def snapshot(ctx: AppContext, joined: Joined, message: TakeSnapshot) -> None:
+    kind = joined.connection.watching
+    source = joined.room.sources[kind]
+    frame = source.frame
+    if frame is None or not source.live:
+        raise ProtocolError(ErrorCode.NO_VIDEO, f"there is no {kind.value} video from the customer yet",
+                            ref=message.request_id)
+    session = await _open_session(ctx, joined, message.request_id)
+    taken = await ctx.sessions.capture(session, joined.participant, frame, list(message.annotations),
+                                       SnapshotSource(kind.value))
+    await _stored(ctx, joined, taken, message.request_id)
+
+
+@action(AnnotateSnapshot, LEADS, "annotate snapshots")
+async def annotate(ctx: AppContext, joined: Joined, message: AnnotateSnapshot) -> None:
+    session = await _open_session(ctx, joined, message.request_id)
+    updated = await ctx.sessions.annotate(session, message.snapshot_id, list(message.annotations),
+                                          joined.participant)
+    await _stored(ctx, joined, updated, message.request_id)
+
+
+async def _stored(ctx: AppContext, joined: Joined, snapshot: Any, request_id: str) -> None:
+    view = ctx.sessions.snapshot_view(snapshot)
+    await joined.room.broadcast(SnapshotStored(request_id=None, snapshot=view), STAFF,
+                                exclude=joined.connection)
+    await joined.connection.send(SnapshotStored(request_id=request_id, snapshot=view))
+
+
+@action(EndSession, LEADS, "end the session")
+async def end(ctx: AppContext, joined: Joined, message: EndSession) -> None:
+    await ctx.sessions.end(joined.session.id, message.outcome, message.notes, joined.participant.id)
+
+
+# Talking and drawing
+
+
+@action(Chat, SPEAKERS, "chat")
+async def chat(ctx: AppContext, joined: Joined, message: Chat) -> None:
+    await _open_session(ctx, joined, "chat")
+    sent = await ctx.sessions.chat(joined.session.id, joined.participant, message.text)
+    await joined.room.broadcast(ChatOut(message=sent))
+
+
+@action(Annotations, LEADS, "annotate")
+async def mirror_annotations(ctx: AppContext, joined: Joined, message: Annotations) -> None:
+    shapes = shapes_adapter.dump_python(list(message.shapes), mode="json")
+    joined.room.annotations[joined.participant.id] = shapes
+    await joined.room.broadcast(AnnotationsOut(by=joined.participant.id, shapes=shapes),
+                                exclude=joined.connection)
+
+
+@action(Pointer, LEADS, "point")
+async def pointer(ctx: AppContext, joined: Joined, message: Pointer) -> None:
+    await joined.room.broadcast(PointerOut(by=joined.participant.id, point=message.point),
+                                exclude=joined.connection)
+
+
+# Controlling the customer's picture
+
+
+@action(Freeze, LEADS, "freeze the picture")
+async def freeze(ctx: AppContext, joined: Joined, message: Freeze) -> None:
+    room, pid = joined.room, joined.participant.id
+    if message.frozen:
+        kind = joined.connection.watching
+        if room.frozen is not None:
+            return
+        if room.sources[kind].freeze() is None:
+            raise ProtocolError(ErrorCode.NO_VIDEO, "there is no picture to freeze yet", ref="freeze")
+        room.frozen, room.frozen_by = kind, pid
+        await ctx.sessions.record(room.session_id, EventType.MEDIA_FROZEN, pid, {"source": kind.value})
+        await room.broadcast(Frozen(frozen=True, by=pid, source=kind.value))
+    elif room.frozen is not None:
+        kind, room.frozen, room.frozen_by = room.frozen, None, None
+        room.sources[kind].unfreeze()
+        await ctx.sessions.record(room.session_id, EventType.MEDIA_UNFROZEN, pid, {"source": kind.value})
+        await room.broadcast(Frozen(frozen=False, by=pid, source=kind.value))
+
+
+def _customer(joined: Joined, ref: str) -> Connection:
+    customer = joined.room.customer()
+    if customer is None:
+        raise ProtocolError(ErrorCode.NO_VIDEO, "the customer is not connected", ref=ref)
+    return customer
+
+
+@action(RequestPhoto, LEADS, "ask for photos")
+async def request_photo(ctx: AppContext, joined: Joined, message: RequestPhoto) -> None:
+    customer = _customer(joined, "photo.request")
+    await ctx.sessions.record(joined.session.id, EventType.PHOTO_REQUESTED, joined.participant.id, {})
+    await customer.send(PhotoRequested(by=joined.participant.id))
+
+
+@action(CameraControl, LEADS, "control the camera")
+async def camera(ctx: AppContext, joined: Joined, message: CameraControl) -> None:
+    customer = _customer(joined, "camera")
+    asked = message.model_dump(exclude={"type"}, exclude_none=True)
+    if not asked:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "say what to change: facing, torch or zoom",
+                            ref="camera")
+    await ctx.sessions.record(joined.session.id, EventType.CAMERA_CHANGED, joined.participant.id, asked)
+    await customer.send(CameraControlOut(**asked))
+
+
+@action(CameraState, CUSTOMER, "report the camera")
+async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) -> None:
+    joined.room.camera_state = message.model_dump(exclude={"type"})
+    await joined.room.broadcast(CameraStateOut(state=joined.room.camera_state), STAFF)
+
+
+def poor_reasons(report: QualityReport) -> list[str]:
+    reasons = []
+    if report.packet_loss is not None and report.packet_loss > POOR_LOSS:
+        reasons.append(f"{report.packet_loss:.0%} of the video is lost on the way")
+    if report.rtt_ms is not None and report.rtt_ms > POOR_RTT_MS:
+        reasons.append(f"the connection is slow ({report.rtt_ms:.0f} ms round trip)")
+    if report.profile != "audio_only" and report.fps is not None and report.fps < POOR_FPS:
+        reasons.append(f"the picture is choppy ({report.fps:.0f} frames a second)")
+    return reasons
+
+
+@action(QualityReport, CUSTOMER, "report quality")
+async def quality(ctx: AppContext, joined: Joined, message: QualityReport) -> None:
+    report = message.model_dump(exclude={"type"})
+    joined.room.quality = (report, poor_reasons(message))
+    await joined.room.broadcast(QualityOut(report=report, poor=joined.room.quality[1]), STAFF)
+
+
+@action(RequestQuality, LEADS, "change the quality")
+async def request_quality(ctx: AppContext, joined: Joined, message: RequestQuality) -> None:
+    customer = _customer(joined, "quality.request")
+    await ctx.sessions.record(joined.session.id, EventType.QUALITY_CHANGED, joined.participant.id,
+                              {"profile": message.profile})
+    await customer.send(QualityRequested(profile=message.profile, by=joined.participant.id))
+
+
+# People
+
+
+@action(Invite, LEADS, "invite")
+async def invite(ctx: AppContext, joined: Joined, message: Invite) -> None:
+    await _open_session(ctx, joined, "invite")
+    invited, url = await ctx.sessions.invite(joined.session.id, Role(message.role), message.name,
+                                             joined.participant.id, joined.base)
+    await joined.connection.send(Invited(
+        participant=ParticipantInfo(id=invited.id, role=invited.role.value, name=invited.name,
+                                    connected=False), url=url))
+    await joined.room.broadcast(Presence(participants=joined.room.presence()))
+
+
+@action(Handover, LEADS, "hand over")
+async def handover(ctx: AppContext, joined: Joined, message: Handover) -> None:
+    room = joined.room
+    target = room.members.get(message.to)
+    if target is None or target.role not in LEADS or target.id == joined.participant.id:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "hand over to another agent or expert in this session",
+                            ref="handover")
+    previous, room.lead = room.lead, target.id
+    await ctx.sessions.record(joined.session.id, EventType.SESSION_HANDOVER, joined.participant.id,
+                              {"from": previous, "to": target.id, "role": target.role.value})
+    await room.broadcast(Presence(participants=room.presence()))
