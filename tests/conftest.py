@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
+from tests.browser import launch_options, write_marker_y4m
 from visassist.app import create_app
 from visassist.config import Settings
 from visassist.context import AppContext
@@ -55,3 +58,52 @@ def create_session(client: TestClient, auth: dict[str, str]) -> Callable[..., Aw
         return dict(await response.json())
 
     return create
+
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture(scope="session")
+def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_marker_y4m(tmp_path_factory.mktemp("camera") / "marker.y4m")
+
+
+@pytest.fixture
+async def server(aiohttp_server: ServerFactory, settings: Settings) -> TestServer:
+    return await aiohttp_server(create_app(settings), host="127.0.0.1")
+
+
+@pytest.fixture
+async def api(server: TestServer) -> AsyncIterator[aiohttp.ClientSession]:
+    key = new_api_key()
+    await server.app[AppContext.KEY].store.create_api_key(new_id("key"), "browser tests", digest(key))
+    async with aiohttp.ClientSession(base_url=str(server.make_url("/")),
+                                     headers={"Authorization": f"Bearer {key}"}) as session:
+        yield session
+
+
+@pytest.fixture
+async def playwright() -> AsyncIterator[Playwright]:
+    async with async_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+async def browser(playwright: Playwright, camera_file: Path) -> AsyncIterator[Browser]:
+    browser = await playwright.chromium.launch(**launch_options(camera_file))
+    yield browser
+    await browser.close()
+
+
+@pytest.fixture
+async def phone(playwright: Playwright, browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(**playwright.devices["Pixel 7"])
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context
+    await context.close()

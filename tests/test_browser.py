@@ -2,100 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
-
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import BrowserContext, Playwright, expect
 
-from tests.browser import launch_options, write_marker_y4m
-from tests.utils import MARKER_ID, decode_png, detect_markers, red_fraction
-from visassist.app import create_app
-from visassist.config import Settings
-from visassist.context import AppContext
-from visassist.tokens import digest, new_api_key, new_id
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-@pytest.fixture(scope="session")
-def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_marker_y4m(tmp_path_factory.mktemp("camera") / "marker.y4m")
-
-
-@pytest.fixture
-async def server(aiohttp_server: ServerFactory, settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings), host="127.0.0.1")
-
-
-@pytest.fixture
-async def api(server: TestServer) -> AsyncIterator[aiohttp.ClientSession]:
-    key = new_api_key()
-    await server.app[AppContext.KEY].store.create_api_key(new_id("key"), "browser tests", digest(key))
-    async with aiohttp.ClientSession(base_url=str(server.make_url("/")),
-                                     headers={"Authorization": f"Bearer {key}"}) as session:
-        yield session
-
-
-@pytest.fixture
-async def playwright() -> AsyncIterator[Playwright]:
-    async with async_playwright() as p:
-        yield p
-
-
-@pytest.fixture
-async def browser(playwright: Playwright, camera_file: Path) -> AsyncIterator[Browser]:
-    browser = await playwright.chromium.launch(**launch_options(camera_file))
-    yield browser
-    await browser.close()
-
-
-@pytest.fixture
-async def phone(playwright: Playwright, browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(**playwright.devices["Pixel 7"])
-    yield context
-    await context.close()
-
-
-@pytest.fixture
-async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    yield context
-    await context.close()
-
-
-async def new_session(api: aiohttp.ClientSession) -> dict[str, Any]:
-    body = {"ticket_id": "ZD-1042", "tier": 2, "customer": {"name": "Ana"}}
-    async with api.post("/api/v1/sessions", json=body) as response:
-        assert response.status == 201
-        return dict(await response.json())
-
-
-async def get_png(api: aiohttp.ClientSession, url: str) -> Any:
-    async with api.get(url) as response:
-        assert response.status == 200 and response.content_type == "image/png"
-        return decode_png(await response.read())
-
-
-def console_errors(page: Page) -> list[str]:
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-
-
-async def drag(page: Page, testid: str, start: tuple[float, float], end: tuple[float, float]) -> None:
-    box = await page.get_by_test_id(testid).bounding_box()
-    assert box is not None
-    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
-    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
-    await page.mouse.move(x0, y0)
-    await page.mouse.down()
-    for step in range(1, 11):
-        await page.mouse.move(x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10)
-    await page.mouse.up()
+from tests.browser import console_errors, drag, get_png, launch_options, new_session
+from tests.utils import MARKER_ID, detect_markers, red_fraction
 
 
 async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserContext,

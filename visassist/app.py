@@ -34,7 +34,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith("/api/")
+    """JSON errors for the API and for the pages' own calls (uploads); pages for people otherwise."""
+    return request.path.startswith("/api/") or request.method not in ("GET", "HEAD")
 
 
 def _json_error(status: int, code: str, message: str, details: object = None) -> web.Response:

@@ -71,7 +71,8 @@ async function openCamera() {
     e.name = "InsecureContext";
     throw e;
   }
-  const wanted = { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } };
+  // zoom: true asks for the zoom capability where the browser gates it (Chrome), ignored elsewhere.
+  const wanted = { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 }, zoom: true };
   try {
     return await navigator.mediaDevices.getUserMedia({ video: wanted, audio: false });
   } catch (error) {
@@ -185,6 +186,7 @@ function connect() {
     else if (detail.code === ErrorCode.SESSION_EXPIRED) finish("This link has expired", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.INVALID_TOKEN) finish("This link isn't valid", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.REPLACED) finish("Opened somewhere else", "This link was opened on another screen, so it stopped here.");
+    else if (detail.ref === ClientMessage.CHAT) toast(`Message not sent: ${detail.message}`);
   });
   new ChatPanel(signalling, {
     log: $("chat-log"), form: $("chat-form"), input: $("chat-input"),
