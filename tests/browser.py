@@ -116,9 +116,10 @@ async def video_size(page: Page, testid: str) -> tuple[int, int]:
 
 
 async def wait_playing(page: Page, testid: str) -> None:
+    # A function, not an expression: Playwright evaluates expressions with eval, which our CSP forbids.
     await page.wait_for_function(
-        f"(() => {{ const v = document.querySelector('[data-testid={testid}]');"
-        " return v && v.videoWidth > 0 && v.currentTime > 0; })()", timeout=15_000)
+        "(testid) => { const v = document.querySelector(`[data-testid=${testid}]`);"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }", arg=testid, timeout=15_000)
 
 
 def canvas_pixels(data_url: str) -> np.ndarray:

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Playwright, expect
 
-from tests.browser import console_errors, drag, get_png, launch_options, new_session
+from tests.browser import console_errors, drag, get_png, launch_options, new_session, wait_playing
 from tests.utils import MARKER_ID, detect_markers, red_fraction
 
 
@@ -28,14 +28,11 @@ async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserC
     await expect(customer.get_by_text("saved with your support ticket")).to_be_visible()
     await customer.get_by_test_id("join").tap()
     await expect(customer.get_by_test_id("local-video")).to_be_visible()
-    await customer.wait_for_function(
-        "document.querySelector('[data-testid=local-video]').videoWidth > 0")
+    await wait_playing(customer, "local-video")
     await expect(customer.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
 
     await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
-    await agent.wait_for_function(
-        "(() => { const v = document.querySelector('[data-testid=remote-video]');"
-        " return v.videoWidth > 0 && v.currentTime > 0; })()")
+    await wait_playing(agent, "remote-video")
     await expect(agent.get_by_test_id("snapshot")).to_be_enabled()
 
     # Default tool is the arrow: drag from the upper middle to the right, away from the marker.
@@ -138,8 +135,7 @@ async def test_reload_brings_both_sides_back_into_the_session(
     await agent.reload()
     await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
     await expect(agent.get_by_test_id("snapshot-list").locator("> *")).to_have_count(1)
-    await agent.wait_for_function(
-        "document.querySelector('[data-testid=remote-video]').videoWidth > 0")
+    await wait_playing(agent, "remote-video")
 
     async with api.get(f"/api/v1/sessions/{session['id']}") as response:
         events = (await response.json())["events"]
