@@ -224,3 +224,30 @@ async def test_a_server_failure_is_json_without_a_stack_trace(
     response = await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)
     assert await error_of(response, 500) == "internal_error"
     assert "disk on fire" not in await response.text()
+
+
+async def test_invite_participants(client: TestClient, create_session: Create, auth: dict[str, str]) -> None:
+    session = await create_session()
+    url = f"/api/v1/sessions/{session['id']}/participants"
+    response = await client.post(url, json={"role": "expert", "name": "Sam"}, headers=auth)
+    assert response.status == 201
+    body = await response.json()
+    assert body["participant"]["role"] == "expert" and body["url"].split("/")[-2] == "a"
+    page = await client.get(f"/a/{token_of(body['url'])}")
+    assert page.status == 200 and "Expert" in await page.text()
+    for bad in ({"role": "customer"}, {"role": "agent"}, {"role": "expert", "name": ""}, {}):
+        assert await error_of(await client.post(url, json=bad, headers=auth), 422) == "validation_failed"
+    for _ in range(5):  # 8 at most: customer, agent, the expert and five more
+        assert (await client.post(url, json={"role": "supervisor"}, headers=auth)).status == 201
+    full = await client.post(url, json={"role": "expert"}, headers=auth)
+    assert await error_of(full, 409) == "session_full"
+    participants = (await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json())
+    assert len(participants["participants"]) == 8
+    await client.post(f"/api/v1/sessions/{session['id']}/end", json={"outcome": "resolved"}, headers=auth)
+    other = await create_session()
+    await client.post(f"/api/v1/sessions/{other['id']}/end", json={"outcome": "resolved"}, headers=auth)
+    ended = await client.post(f"/api/v1/sessions/{other['id']}/participants", json={"role": "expert"},
+                              headers=auth)
+    assert await error_of(ended, 409) == "session_ended"
+    assert await error_of(await client.post("/api/v1/sessions/ses_nope/participants", json={"role": "expert"},
+                                            headers=auth), 404) == "session_not_found"

@@ -296,3 +296,102 @@ async def test_a_dropped_socket_is_a_recorded_leave(client: TestClient, create_s
     body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
     left = [e["data"] for e in body["events"] if e["type"] == "participant.left"]
     assert {"role": "customer", "reason": "disconnected"}.items() <= left[0].items()
+
+
+@pytest.mark.parametrize(("role", "message"), [
+    ("customer", {"type": "freeze", "frozen": True}),
+    ("customer", {"type": "invite", "role": "expert"}),
+    ("customer", {"type": "camera", "torch": True}),
+    ("customer", {"type": "quality.request", "profile": "low"}),
+    ("customer", {"type": "annotations", "shapes": []}),
+    ("customer", {"type": "pointer", "point": [0.5, 0.5]}),
+    ("customer", {"type": "photo.request"}),
+    ("customer", {"type": "watch", "source": "screen"}),
+    ("customer", {"type": "handover", "to": "par_x"}),
+    ("agent", {"type": "camera.state", "cameras": 1}),
+    ("agent", {"type": "quality", "fps": 30}),
+    ("supervisor", {"type": "chat", "text": "psst"}),
+    ("supervisor", {"type": "annotations", "shapes": []}),
+    ("supervisor", {"type": "snapshot", "request_id": "r"}),
+    ("supervisor", {"type": "end", "outcome": "resolved"}),
+])
+async def test_each_role_does_only_its_own_part(client: TestClient, create_session: Create,
+                                                auth: dict[str, str], role: str,
+                                                message: dict[str, Any]) -> None:
+    session = await create_session()
+    if role == "supervisor":
+        response = await client.post(f"/api/v1/sessions/{session['id']}/participants",
+                                     json={"role": "supervisor"}, headers=auth)
+        url = (await response.json())["url"]
+    else:
+        url = session[f"{role}_url"]
+    participant = FakeParticipant(client, token_of(url))
+    try:
+        await participant.join()
+        await participant.send(message)
+        error = await participant.expect("error")
+        assert error["code"] == "forbidden" and role in error["message"]
+    finally:
+        await participant.close()
+    events = (await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json())["events"]
+    assert {e["type"] for e in events} <= {"session.created", "participant.invited", "participant.joined",
+                                           "participant.left"}
+
+
+async def test_relayed_tools_reach_the_right_people(client: TestClient, create_session: Create,
+                                                    auth: dict[str, str]) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        await customer.join()
+        arrow = {"kind": "arrow", "color": "#ff0000", "width": 0.01, "points": [[0.1, 0.1], [0.4, 0.4]]}
+        await agent.send({"type": "annotations", "shapes": [arrow]})
+        mirrored = await customer.expect("annotations")
+        assert mirrored["shapes"] == [arrow] and mirrored["by"] == agent.welcome["participant"]["id"]
+        await agent.send({"type": "pointer", "point": [0.5, 0.25]})
+        assert (await customer.expect("pointer"))["point"] == [0.5, 0.25]
+        await agent.send({"type": "camera", "facing": "user", "zoom": 2})
+        assert (await customer.expect("camera")) == {"type": "camera", "facing": "user", "torch": None,
+                                                     "zoom": 2.0}
+        await customer.send({"type": "camera.state", "cameras": 2, "zoom": 2.0, "zoom_min": 1.0,
+                             "zoom_max": 4.0})
+        assert (await agent.expect("camera.state"))["state"]["cameras"] == 2
+        await agent.send({"type": "photo.request"})
+        await customer.expect("photo.requested")
+        await agent.send({"type": "freeze", "frozen": True})
+        assert (await agent.expect("error"))["code"] == "no_video", "nothing to freeze without video"
+        await customer.send({"type": "chat", "text": "hello"})
+        for participant in (agent, customer):
+            assert (await participant.expect("chat"))["message"]["text"] == "hello"
+        await customer.send({"type": "mute", "muted": False})
+        presence = await agent.expect("presence")
+        while next(p for p in presence["participants"] if p["role"] == "customer")["muted"]:
+            presence = await agent.expect("presence")
+        await agent.send({"type": "invite", "role": "expert", "name": "Sam"})
+        invited = await agent.expect("invited")
+        assert invited["participant"]["name"] == "Sam" and "/a/" in invited["url"]
+        expert = FakeParticipant(client, token_of(invited["url"]))
+        try:
+            welcome = await expert.join()
+            assert welcome["participant"]["role"] == "expert"
+            assert [m["text"] for m in welcome["chat"]] == ["hello"], "the transcript so far"
+            # A late joiner sees what is already drawn.
+            assert (await expert.expect("annotations"))["shapes"] == [arrow]
+            await agent.send({"type": "handover", "to": welcome["participant"]["id"]})
+            presence = await expert.expect("presence")
+            while not next(p for p in presence["participants"] if p["role"] == "expert")["lead"]:
+                presence = await expert.expect("presence")
+        finally:
+            await expert.close()
+        await agent.send({"type": "handover", "to": "par_nobody"})
+        assert (await agent.expect("error"))["code"] == "not_found"
+    finally:
+        await agent.close()
+        await customer.close()
+    types = [e["type"] for e in (await (await client.get(f"/api/v1/sessions/{session['id']}",
+                                                          headers=auth)).json())["events"]]
+    for expected in ("camera.changed", "photo.requested", "chat.message", "participant.invited",
+                     "session.handover"):
+        assert expected in types

@@ -203,6 +203,9 @@ function connect() {
 async function join() {
   const button = $("join");
   button.disabled = true;
+  // iOS Safari lets a media element play later only if play() was first called inside a tap.
+  $("remote-audio").play().catch(() => {});
+  $("staff-screen").play().catch(() => {});
   status("Starting your camera…");
   const opening = openCamera();
   if (!signalling) connect();
