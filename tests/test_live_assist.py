@@ -350,7 +350,7 @@ AUDIO_LEVEL = """async (testid) => {
 
 async def test_voice_both_ways_with_mute(api: aiohttp.ClientSession, phone: BrowserContext,
                                          desktop: BrowserContext) -> None:
-    _, agent, customer = await live_pair(api, phone, desktop)
+    session, agent, customer = await live_pair(api, phone, desktop)
     # Many customers are already on the phone: the microphone is off unless turned on.
     await expect(customer.get_by_test_id("mute")).to_have_text("Turn microphone on")
     assert await agent.evaluate(AUDIO_LEVEL, "remote-audio") < 0.01, "nothing heard from a muted customer"
@@ -368,6 +368,9 @@ async def test_voice_both_ways_with_mute(api: aiohttp.ClientSession, phone: Brow
     await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "false")
     await asyncio.sleep(0.5)
     assert await agent.evaluate(AUDIO_LEVEL, "remote-audio") < 0.01, "muted again: silence"
+    changes = [(e["data"]["role"], e["data"]["muted"]) for e in (await record(api, session["id"]))["events"]
+               if e["type"] == "audio.changed"]
+    assert changes == [("customer", False), ("agent", False), ("customer", True)]
 
     # A session created with audio asks for the microphone from the start.
     other = await new_session(api, audio=True)
@@ -489,3 +492,23 @@ async def test_poor_connection_is_warned_in_plain_words(api: aiohttp.ClientSessi
         await expect(warning).to_have_text("")
     finally:
         await phone.close()
+
+
+NO_CAMERA = """
+MediaDevices.prototype.getUserMedia = async function () {
+  throw new DOMException("Requested device not found", "NotFoundError");
+};
+"""
+
+
+async def test_screen_instead_of_a_missing_camera(api: aiohttp.ClientSession,
+                                                  desktop: BrowserContext) -> None:
+    session = await new_session(api)
+    agent = await open_console(desktop, session["agent_url"])
+    laptop = await join_as_customer(desktop, session["customer_url"], NO_CAMERA)
+    await expect(laptop.get_by_role("alert")).to_contain_text("No camera found")
+    await laptop.get_by_test_id("screen-instead").click()
+    await expect(agent.get_by_test_id("source-screen")).to_be_enabled(timeout=15_000)
+    await agent.get_by_test_id("source-screen").click()
+    await wait_playing(agent, "remote-video")
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live · screen")

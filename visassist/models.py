@@ -67,6 +67,7 @@ class EventType(enum.StrEnum):
     CAMERA_CHANGED = "camera.changed"
     PHOTO_REQUESTED = "photo.requested"
     CHAT_MESSAGE = "chat.message"
+    AUDIO_CHANGED = "audio.changed"
     SNAPSHOT_CAPTURED = "snapshot.captured"
     SNAPSHOT_ANNOTATED = "snapshot.annotated"
     SESSION_ENDED = "session.ended"

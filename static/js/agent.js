@@ -87,6 +87,7 @@ signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
   peer.start(iceServers);
   if (watching !== Source.CAMERA) signalling.send({ type: ClientMessage.WATCH, source: watching });
   if (detail.audio && !mic && role !== "supervisor") setMic(true);
+  else if (mic) signalling.send({ type: ClientMessage.MUTE, muted: !mic.enabled }); // after a reconnect
   renderState();
 });
 signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));

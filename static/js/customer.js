@@ -117,7 +117,7 @@ function setupPeer(pc) {
 }
 
 function startPeer() {
-  if (welcomed && camera) peer.start(iceServers).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
+  if (welcomed && (camera || screen)) peer.start(iceServers).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
 }
 
 function connect() {
@@ -142,6 +142,7 @@ function connect() {
     $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
     setFrozen(detail.frozen);
     if (detail.audio && !mic) setMic(true);
+    else if (mic) signalling.send({ type: ClientMessage.MUTE, muted: !mic.enabled }); // after a reconnect
     startPeer();
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
@@ -215,6 +216,8 @@ async function join() {
     button.disabled = false;
     const [title, text] = explainCameraError(error);
     problem(title, text);
+    // A desktop without a usable camera can still show the problem on its screen.
+    $("screen-instead").hidden = !canShareScreen || error.name === "InsecureContext";
     return;
   }
   showCamera();
@@ -275,6 +278,16 @@ async function toggleScreen() {
   }
   renderScreenButton();
   startPeer(); // a new section: a new offer
+}
+
+// Screen instead of the camera: the preview shows the shared screen, the agent watches Screen.
+async function shareScreenInstead() {
+  await toggleScreen();
+  if (!screen) return;
+  $("local-video").srcObject = screen;
+  $("local-video").play().catch(() => {});
+  show("live");
+  status("Connecting…");
 }
 
 function renderScreenButton() {
@@ -355,6 +368,7 @@ $("toggle-chat").addEventListener("click", () => {
   $("chat").hidden = !$("chat").hidden;
   $("toggle-chat").setAttribute("aria-expanded", String(!$("chat").hidden));
 });
+$("screen-instead").addEventListener("click", shareScreenInstead);
 if (canShareScreen) {
   $("screen-share").addEventListener("click", toggleScreen);
 } else {

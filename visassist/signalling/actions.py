@@ -202,10 +202,15 @@ async def watch(ctx: AppContext, joined: Joined, message: Watch) -> None:
 @action(Mute, ANYONE, "mute")
 async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
     room, pid = joined.room, joined.participant.id
+    if message.muted == (pid not in room.unmuted):
+        return  # no change: nothing to record or tell
     if message.muted:
         room.unmuted.discard(pid)
     else:
         room.unmuted.add(pid)
+    await ctx.sessions.record(joined.session.id, EventType.AUDIO_CHANGED, pid,
+                              {"participant_id": pid, "role": joined.participant.role.value,
+                               "muted": message.muted})
     await room.broadcast(Presence(participants=room.presence()))
 
 
