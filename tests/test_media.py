@@ -127,3 +127,25 @@ async def test_customer_reconnects_and_agent_keeps_receiving(
                       if e["type"] == "participant.joined" and e["data"]["role"] == "customer"]
     assert [j["rejoin"] for j in customer_joins] == [False, True]
     assert record["status"] == "live"
+
+
+async def test_a_freeze_ends_when_the_frozen_camera_goes(client: TestClient, create_session: Create) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        await agent.negotiate(receive=True)
+        await customer.join()
+        await customer.negotiate(send=MarkerTrack())
+        await agent.media("camera", "live")
+        await agent.send({"type": "freeze", "frozen": True})
+        assert (await agent.expect("frozen"))["frozen"] is True
+        assert (await customer.expect("frozen"))["frozen"] is True
+        held = await client.get(f"/s/{token_of(session['customer_url'])}/frozen.png")
+        assert held.status == 200 and MARKER_ID in detect_markers(decode_png(await held.read()))
+        await customer.close()
+        assert (await agent.expect("frozen"))["frozen"] is False
+        assert (await client.get(f"/a/{token_of(session['agent_url'])}/frozen.png")).status == 404
+    finally:
+        await agent.close()

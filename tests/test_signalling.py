@@ -314,6 +314,7 @@ async def test_a_dropped_socket_is_a_recorded_leave(client: TestClient, create_s
     ("supervisor", {"type": "annotations", "shapes": []}),
     ("supervisor", {"type": "snapshot", "request_id": "r"}),
     ("supervisor", {"type": "end", "outcome": "resolved"}),
+    ("supervisor", {"type": "mute", "muted": False}),
 ])
 async def test_each_role_does_only_its_own_part(client: TestClient, create_session: Create,
                                                 auth: dict[str, str], role: str,

@@ -199,7 +199,7 @@ async def watch(ctx: AppContext, joined: Joined, message: Watch) -> None:
     await joined.connection.send(joined.room.media_state(kind))
 
 
-@action(Mute, ANYONE, "mute")
+@action(Mute, SPEAKERS, "use a microphone")
 async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
     room, pid = joined.room, joined.participant.id
     if message.muted == (pid not in room.unmuted):

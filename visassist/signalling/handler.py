@@ -182,8 +182,11 @@ def _watch_video(ctx: AppContext, room: Room) -> None:
                VideoSource.STAFF_SCREEN: (Role.AGENT, Role.EXPERT)}
 
     async def changed(kind: VideoSource, frame: VideoFrame | None) -> None:
-        if kind is not VideoSource.STAFF_SCREEN and frame is None and room.frozen is kind:
-            room.frozen = None  # the held frame goes with its source
+        if frame is None and room.frozen is kind:
+            # The held frame goes with its source: a reconnecting customer comes back live.
+            room.frozen, room.frozen_by = None, None
+            room.sources[kind].unfreeze()
+            await room.broadcast(Frozen(frozen=False, source=kind.value))
         sender = room.sender_of.get(kind) or next(
             (c.participant.id for c in room.connections.values() if c.participant.role in senders[kind]),
             "system")
