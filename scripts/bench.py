@@ -35,9 +35,39 @@ from tests.browser import launch_options, write_marker_y4m  # noqa: E402
 from tests.utils import free_port, wait_until_healthy  # noqa: E402
 
 MARK_JOIN = """
+const now = () => performance.timeOrigin + performance.now();
+window.__marks = {};
 document.addEventListener("pointerdown", (e) => {
-  if (e.target.closest('[data-testid="join"]')) window.__joinAt = performance.timeOrigin + performance.now();
+  if (e.target.closest('[data-testid="join"]')) window.__joinAt = now();
 }, true);
+// Where the time goes: the customer's offer, the server's answer, the connection established.
+const Native = window.RTCPeerConnection;
+window.RTCPeerConnection = function (...args) {
+  const pc = new Native(...args);
+  const setLocal = pc.setLocalDescription.bind(pc);
+  const setRemote = pc.setRemoteDescription.bind(pc);
+  pc.setLocalDescription = async (d) => { const r = await setLocal(d); window.__marks.offer ??= now(); return r; };
+  pc.setRemoteDescription = async (d) => { window.__marks.answer ??= now(); return setRemote(d); };
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "connected") window.__marks.connected ??= now();
+  });
+  return pc;
+};
+window.RTCPeerConnection.prototype = Native.prototype;
+const gum = MediaDevices.prototype.getUserMedia;
+MediaDevices.prototype.getUserMedia = async function (...args) {
+  const stream = await gum.apply(this, args);
+  window.__marks.camera ??= now();
+  return stream;
+};
+const NativeSocket = window.WebSocket;
+window.WebSocket = function (...args) {
+  const ws = new NativeSocket(...args);
+  ws.addEventListener("message", () => { window.__marks.welcome ??= now(); });
+  return ws;
+};
+window.WebSocket.prototype = NativeSocket.prototype;
+Object.assign(window.WebSocket, { OPEN: 1, CLOSED: 3, CONNECTING: 0, CLOSING: 2 });
 """
 WATCH_FIRST_FRAME = """
 (() => new Promise((resolve) => {
@@ -86,6 +116,7 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
         await customer.get_by_test_id("join").tap()
         framed_at = await asyncio.wait_for(first_frame, 30)
         joined_at = await customer.evaluate("window.__joinAt")
+        marks = await customer.evaluate("window.__marks")
 
         await expect(agent.get_by_test_id("snapshot")).to_be_enabled()
         timing = await agent.evaluate("""() => new Promise((resolve) => {
@@ -106,6 +137,12 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
         })""")
         return {
             "join->first frame": framed_at - joined_at,
+            "  join->welcome": marks["welcome"] - joined_at,
+            "  join->camera": marks["camera"] - joined_at,
+            "  both->offer sent": marks["offer"] - max(marks["camera"], marks["welcome"]),
+            "  offer->answer": marks["answer"] - marks["offer"],
+            "  answer->connected": marks["connected"] - marks["answer"],
+            "  connected->frame": framed_at - marks["connected"],
             "snapshot->stored": timing["stored"] - timing["clicked"],
             "snapshot->visible": timing["visible"] - timing["clicked"],
         }

@@ -35,3 +35,18 @@ async def test_a_listener_hears_the_sum_of_the_others_clipped() -> None:
     assert (await track.recv()).to_ndarray().max() == 32767, "clipped, not wrapped around"
     silent = (await track.recv()).to_ndarray()
     assert not silent.any(), "nothing buffered: silence"
+
+
+async def test_nothing_is_sent_while_nobody_can_be_heard() -> None:
+    import asyncio
+
+    speakers: list[AudioInput] = []
+    track = MixTrack(lambda: speakers)
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.25)
+    assert not waiting.done(), "no speaker: no frames (and no encoding) at all"
+    voice = AudioInput()
+    voice.push(tone(500))
+    speakers.append(voice)
+    frame = await asyncio.wait_for(waiting, 1)
+    assert frame.to_ndarray().max() == 500

@@ -105,10 +105,12 @@ function explainCameraError(error) {
 
 // The peer connection carries: the camera, a shared screen (if any), the agent's shared screen
 // coming back, and two-way audio (the mic joins the same section later, without renegotiating).
+let cameraSection = null; // the camera's transceiver: the track may arrive after it is built
+
 function setupPeer(pc) {
   const named = new Map();
-  const cameraTrack = camera?.getVideoTracks()[0];
-  if (cameraTrack) named.set(pc.addTransceiver(cameraTrack, { direction: "sendonly", streams: [camera] }), Source.CAMERA);
+  cameraSection = pc.addTransceiver(camera?.getVideoTracks()[0] ?? "video", { direction: "sendonly" });
+  named.set(cameraSection, Source.CAMERA);
   const screenTrack = screen?.getVideoTracks()[0];
   if (screenTrack) named.set(pc.addTransceiver(screenTrack, { direction: "sendonly", streams: [screen] }), Source.SCREEN);
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -116,8 +118,10 @@ function setupPeer(pc) {
   return named;
 }
 
-function startPeer() {
-  if (welcomed && (camera || screen)) peer.start(iceServers).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
+function startPeer(rebuild = false) {
+  const track = camera?.getVideoTracks()[0] ?? null;
+  if (cameraSection && cameraSection.sender.track !== track) cameraSection.sender.replaceTrack(track);
+  if (welcomed && (camera || screen)) peer.start(iceServers, { rebuild }).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
 }
 
 function connect() {
@@ -210,6 +214,7 @@ async function join() {
   status("Starting your camera…");
   const opening = openCamera();
   if (!signalling) connect();
+  peer.prepare();
   try {
     camera = await opening;
   } catch (error) {
@@ -273,11 +278,11 @@ async function toggleScreen() {
     screen.getVideoTracks()[0].addEventListener("ended", () => {
       screen = null;
       renderScreenButton();
-      startPeer();
+      startPeer(true);
     });
   }
   renderScreenButton();
-  startPeer(); // a new section: a new offer
+  startPeer(true); // a new section: a new offer
 }
 
 // Screen instead of the camera: the preview shows the shared screen, the agent watches Screen.

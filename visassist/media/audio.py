@@ -21,6 +21,7 @@ RATE = 48_000
 PTIME = 0.020
 SAMPLES = int(RATE * PTIME)  # per 20 ms frame
 MAX_BUFFER_MS = 200
+IDLE_POLL = 0.1  # seconds between looks for a speaker while nobody is audible
 _MAX_SAMPLES = RATE * MAX_BUFFER_MS // 1000
 
 
@@ -81,13 +82,26 @@ class MixTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        # While nobody can be heard, send nothing at all (as a browser's DTX does) rather than
+        # encoding fifty frames of silence a second for every listener.
+        speakers = self._speakers()
+        while not speakers:
+            await asyncio.sleep(IDLE_POLL)
+            if self.readyState != "live":
+                raise MediaStreamError
+            speakers = self._speakers()
+        now = time.time()
         if self._start is None:
-            self._start = time.time()
+            self._start = now
         else:
             self._timestamp += SAMPLES
+            behind = now - (self._start + self._timestamp / RATE)
+            if behind > IDLE_POLL:
+                # Back from a quiet spell: keep the RTP clock on wall time, skip the gap.
+                self._timestamp += int(behind * RATE) // SAMPLES * SAMPLES
             await asyncio.sleep(self._start + self._timestamp / RATE - time.time())
         mix = np.zeros(SAMPLES, dtype=np.int32)
-        for speaker in self._speakers():
+        for speaker in speakers:
             chunk = speaker.take(SAMPLES)
             if chunk is not None:
                 mix[: chunk.size] += chunk
