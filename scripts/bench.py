@@ -46,7 +46,11 @@ window.RTCPeerConnection = function (...args) {
   const pc = new Native(...args);
   const setLocal = pc.setLocalDescription.bind(pc);
   const setRemote = pc.setRemoteDescription.bind(pc);
-  pc.setLocalDescription = async (d) => { const r = await setLocal(d); window.__marks.offer ??= now(); return r; };
+  pc.setLocalDescription = async (d) => {
+    const r = await setLocal(d);
+    window.__marks.offer ??= now();
+    return r;
+  };
   pc.setRemoteDescription = async (d) => { window.__marks.answer ??= now(); return setRemote(d); };
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") window.__marks.connected ??= now();
