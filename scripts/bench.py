@@ -44,6 +44,7 @@ document.addEventListener("pointerdown", (e) => {
 const Native = window.RTCPeerConnection;
 window.RTCPeerConnection = function (...args) {
   const pc = new Native(...args);
+  window.__marks.peers = (window.__marks.peers ?? 0) + 1;
   const setLocal = pc.setLocalDescription.bind(pc);
   const setRemote = pc.setRemoteDescription.bind(pc);
   pc.setLocalDescription = async (d) => {
@@ -121,6 +122,8 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
         framed_at = await asyncio.wait_for(first_frame, 30)
         joined_at = await customer.evaluate("window.__joinAt")
         marks = await customer.evaluate("window.__marks")
+        if marks.get("peers", 1) != 1:
+            print(f"customer built {marks['peers']} peer connections", file=sys.stderr)
 
         await expect(agent.get_by_test_id("snapshot")).to_be_enabled()
         timing = await agent.evaluate("""() => new Promise((resolve) => {

@@ -6,6 +6,7 @@ import { ChatPanel } from "./chat.js";
 import { ServerPeer } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
+import { RemoteVoice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
@@ -14,6 +15,7 @@ const leads = role === "agent" || role === "expert";
 const video = $("remote-video");
 const annotator = new Annotator($("annotation-canvas"), video);
 const signalling = new Signalling(token);
+const voice = new RemoteVoice($("remote-audio"));
 const snapshotIds = new Set();
 const media = { camera: { state: "none" }, screen: { state: "none" }, staff_screen: { state: "none" } };
 const pending = new Map(); // request_id -> started at (ms)
@@ -65,8 +67,7 @@ function setupPeer(pc) {
 const peer = new ServerPeer(signalling, setupPeer);
 peer.addEventListener("track", ({ detail }) => {
   if (detail.track.kind === "audio") {
-    $("remote-audio").srcObject = new MediaStream([detail.track]);
-    $("remote-audio").play().catch(() => {});
+    voice.setTrack(detail.track);
     return;
   }
   video.srcObject = new MediaStream([detail.track]);
@@ -152,6 +153,7 @@ new ChatPanel(signalling, { log: $("chat-log"), form: $("chat-form"), input: $("
 
 function renderPresence(participants) {
   people = participants;
+  voice.update(participants, me);
   const list = $("participants");
   list.replaceChildren(...participants.map((p) => {
     const li = document.createElement("li");

@@ -6,6 +6,7 @@ import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, Upl
 import { ServerPeer } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
+import { RemoteVoice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
@@ -57,6 +58,8 @@ let welcomed = false;
 let profile = "high";
 const meter = new UplinkMeter();
 const overlay = new Overlay($("overlay"), $("local-video"));
+const voice = new RemoteVoice($("remote-audio"));
+let me = null;
 
 function stopAll() {
   for (const s of [camera, screen]) s?.getTracks().forEach((t) => t.stop());
@@ -121,7 +124,12 @@ function setupPeer(pc) {
 function startPeer(rebuild = false) {
   const track = camera?.getVideoTracks()[0] ?? null;
   if (cameraSection && cameraSection.sender.track !== track) cameraSection.sender.replaceTrack(track);
-  if (welcomed && (camera || screen)) peer.start(iceServers, { rebuild }).then(() => applyProfile(peer.sender(), profile)).catch(() => {});
+  if (!welcomed || !(camera || screen)) return;
+  // Encoder settings are touched only when the agent asked for less: setParameters on a fresh
+  // sender reconfigures the encoder and delays the first frame.
+  peer.start(iceServers, { rebuild })
+    .then(() => profile !== "high" && applyProfile(peer.sender(), profile))
+    .catch(() => {});
 }
 
 function connect() {
@@ -134,8 +142,7 @@ function connect() {
   });
   peer.addEventListener("track", ({ detail }) => {
     if (detail.track.kind === "audio") {
-      $("remote-audio").srcObject = new MediaStream([detail.track]);
-      $("remote-audio").play().catch(() => {});
+      voice.setTrack(detail.track);
     } else {
       $("staff-screen").srcObject = new MediaStream([detail.track]);
     }
@@ -143,6 +150,8 @@ function connect() {
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     iceServers = detail.ice_servers;
     welcomed = true;
+    me = detail.participant.id;
+    voice.update(detail.participants, me);
     $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
     setFrozen(detail.frozen);
     if (detail.audio && !mic) setMic(true);
@@ -151,6 +160,7 @@ function connect() {
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
   signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => {
+    voice.update(detail.participants, me);
     const staff = detail.participants.filter((p) => p.role !== "customer" && p.connected);
     $("agent-presence").textContent = staff.length
       ? `Watching: ${staff.map((p) => p.name).join(", ")}.`
@@ -341,7 +351,7 @@ async function controlCamera(request) {
       camera?.getTracks().forEach((t) => t.stop());
       camera = next;
       showCamera();
-      await applyProfile(sender, profile);
+      if (profile !== "high") await applyProfile(sender, profile);
       toast("The agent switched your camera.");
     }
     const track = camera?.getVideoTracks()[0];
