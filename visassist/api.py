@@ -9,13 +9,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from visassist import webhooks
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound, Unauthorized
-from visassist.models import ApiKey, Role, Snapshot, utcnow
+from visassist.models import ApiKey, Role, Snapshot, iso, utcnow
 from visassist.openapi import document
-from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn
+from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn, WebhookIn
 from visassist.signalling.protocol import Presence
-from visassist.tokens import API_KEY_PREFIX, digest
+from visassist.tokens import API_KEY_PREFIX, digest, new_id
 
 routes = web.RouteTableDef()
 
@@ -162,3 +163,59 @@ async def get_ticket(request: web.Request) -> web.Response:
 @routes.get("/api/v1/openapi.json")
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(document())
+
+
+def _webhook_view(endpoint: dict[str, Any]) -> dict[str, Any]:
+    return {"id": endpoint["id"], "url": endpoint["url"], "events": endpoint["events"],
+            "created_at": iso(endpoint["created_at"]), "disabled_at": iso(endpoint["disabled_at"])}
+
+
+@routes.post("/api/v1/webhooks")
+async def create_webhook(request: web.Request) -> web.Response:
+    """Register a receiver; the answer carries its signing secret, shown once."""
+    await authenticate(request)
+    body = await read_json(request, WebhookIn)
+    ctx = _ctx(request)
+    endpoint_id, secret = new_id("whk"), webhooks.new_secret()
+    events: list[str] = list(dict.fromkeys(body.events))
+    await ctx.store.create_webhook(endpoint_id, body.url, secret, events)
+    created = next(w for w in await ctx.store.webhooks() if w["id"] == endpoint_id)
+    return web.json_response({**_webhook_view(created), "secret": secret}, status=201,
+                             headers={"Location": f"/api/v1/webhooks/{endpoint_id}"})
+
+
+@routes.get("/api/v1/webhooks")
+async def list_webhooks(request: web.Request) -> web.Response:
+    await authenticate(request)
+    return web.json_response({"webhooks": [_webhook_view(w) for w in await _ctx(request).store.webhooks()]})
+
+
+@routes.delete("/api/v1/webhooks/{webhook_id}")
+async def delete_webhook(request: web.Request) -> web.Response:
+    await authenticate(request)
+    if not await _ctx(request).store.disable_webhook(request.match_info["webhook_id"]):
+        raise NotFound("webhook_not_found", "no active webhook with that id")
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/webhooks/{webhook_id}/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    """Every delivery to this receiver, newest first, with each attempt."""
+    await authenticate(request)
+    ctx = _ctx(request)
+    webhook_id = request.match_info["webhook_id"]
+    if not any(w["id"] == webhook_id for w in await ctx.store.webhooks()):
+        raise NotFound("webhook_not_found", "no webhook with that id")
+    status = request.query.get("status")
+    if status not in (None, "pending", "delivered", "failed", "cancelled"):
+        raise ClientError("validation_failed", "status: one of pending, delivered, failed, cancelled",
+                          status=422)
+    return web.json_response({"deliveries": await ctx.store.deliveries(webhook_id, status)})
+
+
+@routes.post(r"/api/v1/webhooks/deliveries/{delivery_id:\d{1,18}}/redeliver")
+async def redeliver(request: web.Request) -> web.Response:
+    await authenticate(request)
+    if not await _ctx(request).store.redeliver(int(request.match_info["delivery_id"])):
+        raise NotFound("delivery_not_found", "no such delivery to an active webhook")
+    return web.json_response({"status": "pending"}, status=202)

@@ -19,6 +19,7 @@ from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
 from visassist.signalling.room import Hub
 from visassist.store import SqliteStore
+from visassist.webhooks import Backoff, Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def build_context(settings: Settings) -> AppContext:
-    store = SqliteStore(settings.database_path)
+    store = SqliteStore(settings.database_path, settings.base_url)
     blobs = DirectoryBlobStore(settings.blob_dir)
     hub = Hub(settings.max_live_sessions)
     return AppContext(
@@ -118,12 +119,15 @@ def create_app(settings: Settings) -> web.Application:
         await ctx.store.open()
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
+        dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))
+        dispatcher.start()
         yield
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await ctx.hub.close()
         await tasks.drain()
+        await dispatcher.stop()
         await ctx.store.close()
 
     async def disconnect_everyone(app: web.Application) -> None:

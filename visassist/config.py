@@ -48,6 +48,9 @@ class Settings:
     # How often live sessions are checked for expiry.
     expiry_sweep_seconds: float = 5.0
     log_level: str = "INFO"
+    # Webhook retries: first after this many seconds, doubling (with jitter) up to the cap.
+    webhook_retry_base: float = 5.0
+    webhook_retry_cap: float = 600.0
 
     @property
     def base_url(self) -> str:

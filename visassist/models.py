@@ -72,6 +72,7 @@ class EventType(enum.StrEnum):
     SNAPSHOT_ANNOTATED = "snapshot.annotated"
     SESSION_ENDED = "session.ended"
     SESSION_EXPIRED = "session.expired"
+    SESSION_RATED = "session.rated"
 
 
 class SnapshotSource(enum.StrEnum):

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from visassist import __version__
 from visassist.schemas import (
     CreateSessionIn,
+    DeliveryListOut,
     EndSessionIn,
     ErrorOut,
     InvitedOut,
@@ -17,6 +18,9 @@ from visassist.schemas import (
     SessionOut,
     SnapshotListOut,
     TicketOut,
+    WebhookCreatedOut,
+    WebhookIn,
+    WebhookListOut,
 )
 
 
@@ -34,12 +38,14 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(ErrorOut, words[s]) for s in statuses}
 
 
+WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
 SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def document() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, ErrorOut, SessionOut,
-                                     InvitedOut, SnapshotListOut, TicketOut]
+    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, WebhookIn, ErrorOut,
+                                     SessionOut, InvitedOut, SnapshotListOut, TicketOut, WebhookCreatedOut,
+                                     WebhookListOut, DeliveryListOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}")
     png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
@@ -90,6 +96,31 @@ def document() -> dict[str, Any]:
                                {"name": "kind", "in": "path", "required": True,
                                 "schema": {"enum": ["raw", "annotated"]}}],
                 "responses": {"200": png, **_errors(401, 404)}}},
+            "/api/v1/webhooks": {
+                "post": {"operationId": "createWebhook",
+                         "summary": "Register a webhook receiver; the signing secret is shown once",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": _ref(WebhookIn)}}},
+                         "responses": {"201": _json(WebhookCreatedOut, "The receiver and its secret"),
+                                       **_errors(400, 401, 413, 422)}},
+                "get": {"operationId": "listWebhooks", "summary": "Registered receivers (no secrets)",
+                        "responses": {"200": _json(WebhookListOut, "Receivers"), **_errors(401)}}},
+            "/api/v1/webhooks/{webhook_id}": {"delete": {
+                "operationId": "deleteWebhook", "summary": "Stop sending to a receiver",
+                "parameters": [WEBHOOK_ID],
+                "responses": {"204": {"description": "Removed; its pending deliveries are cancelled"},
+                              **_errors(401, 404)}}},
+            "/api/v1/webhooks/{webhook_id}/deliveries": {"get": {
+                "operationId": "listDeliveries", "summary": "Deliveries to a receiver with every attempt",
+                "parameters": [WEBHOOK_ID, {"name": "status", "in": "query", "required": False,
+                                            "schema": {"enum": ["pending", "delivered", "failed",
+                                                                "cancelled"]}}],
+                "responses": {"200": _json(DeliveryListOut, "Newest first"), **_errors(401, 404, 422)}}},
+            "/api/v1/webhooks/deliveries/{delivery_id}/redeliver": {"post": {
+                "operationId": "redeliver", "summary": "Send a delivery again (same event id)",
+                "parameters": [{"name": "delivery_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "responses": {"202": {"description": "Queued"}, **_errors(401, 404)}}},
             "/api/v1/tickets/{ticket_id}": {"get": {
                 "operationId": "getTicket", "summary": "The ticket's record: every session",
                 "parameters": [{"name": "ticket_id", "in": "path", "required": True,

@@ -44,6 +44,17 @@ class EndSessionIn(_Body):
     notes: Annotated[str, Field(max_length=4000)] = ""
 
 
+WebhookType = Literal["session.created", "participant.joined", "participant.left", "snapshot.captured",
+                      "session.ended", "session.rated"]
+
+
+class WebhookIn(_Body):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2000)]
+    events: Annotated[list[WebhookType], Field(min_length=1, max_length=6)] = [
+        "session.created", "participant.joined", "participant.left", "snapshot.captured",
+        "session.ended", "session.rated"]
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -127,3 +138,44 @@ class TicketOut(_Out):
     sessions: list[SessionOut]
 
 
+
+
+class WebhookOut(_Out):
+    id: str
+    url: str
+    events: list[str]
+    created_at: str
+    disabled_at: str | None
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str  # shown once: sign-checking key for the receiver
+
+
+class WebhookListOut(_Out):
+    webhooks: list[WebhookOut]
+
+
+class AttemptOut(_Out):
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(_Out):
+    id: int
+    endpoint_id: str
+    event_id: str
+    session_id: str
+    type: str
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: list[AttemptOut]
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    next_attempt_at: str | None
+
+
+class DeliveryListOut(_Out):
+    deliveries: list[DeliveryOut]

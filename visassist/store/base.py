@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,6 +18,9 @@ from visassist.models import (
 
 
 class Store(Protocol):
+    public_base: str
+    on_enqueue: Callable[[], None] | None
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -74,3 +78,20 @@ class Store(Protocol):
     async def snapshots(self, session_id: str) -> list[Snapshot]: ...
 
     async def snapshot(self, session_id: str, snapshot_id: str) -> Snapshot | None: ...
+
+    # Webhooks (the outbox is filled by the same transactions that record events)
+    async def create_webhook(self, endpoint_id: str, url: str, secret: str, events: list[str]) -> None: ...
+
+    async def webhooks(self) -> list[dict[str, Any]]: ...
+
+    async def disable_webhook(self, endpoint_id: str) -> bool: ...
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]: ...
+
+    async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
+                             duration_ms: int, *, retry_at: datetime | None, give_up: bool) -> None: ...
+
+    async def deliveries(self, endpoint_id: str | None = None, status: str | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]: ...
+
+    async def redeliver(self, delivery_id: int) -> bool: ...

@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
+from visassist import webhooks
 from visassist.models import (
     ApiKey,
     Event,
@@ -91,6 +92,47 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN audio INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    CREATE TABLE webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id),
+        event_seq INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+    CREATE INDEX deliveries_order ON deliveries (endpoint_id, session_id, id);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+        at TEXT NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        duration_ms INTEGER NOT NULL
+    );
+    CREATE INDEX attempts_delivery ON delivery_attempts (delivery_id, id);
+    CREATE TABLE ratings (
+        session_id TEXT PRIMARY KEY REFERENCES sessions (id),
+        rating INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -168,8 +210,10 @@ def _api_key(row: aiosqlite.Row) -> ApiKey:
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, public_base: str = "http://127.0.0.1:8080") -> None:
         self._path = path
+        self.public_base = public_base  # absolute links in webhook payloads
+        self.on_enqueue: Callable[[], None] | None = None  # the webhook dispatcher's wake-up
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
@@ -226,16 +270,42 @@ class SqliteStore:
         async with self.db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    @staticmethod
-    async def _insert_event(db: aiosqlite.Connection, session_id: str, type: EventType, actor: str,
-                            data: dict[str, Any], at: datetime) -> Event:
+    async def _insert_event(self, db: aiosqlite.Connection, session_id: str, type: EventType,
+                            actor: str, data: dict[str, Any], at: datetime) -> Event:
         cursor = await db.execute(
             "INSERT INTO events (session_id, type, at, actor, data) VALUES (?, ?, ?, ?, ?)",
             (session_id, type.value, _ts(at), actor, json.dumps(data)),
         )
         seq = cursor.lastrowid
         assert seq is not None
+        await self._enqueue_webhooks(db, seq, session_id, type, data, at)
         return Event(seq=seq, session_id=session_id, type=type, at=at, actor=actor, data=data)
+
+    async def _enqueue_webhooks(self, db: aiosqlite.Connection, seq: int, session_id: str,
+                                type: EventType, data: dict[str, Any], at: datetime) -> None:
+        """The outbox: one delivery per subscribed endpoint, committed with the event itself."""
+        name = webhooks.WEBHOOK_TYPES.get(type)
+        if name is None:
+            return
+        endpoints = [row for row in await self._all(
+            "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL", ())
+            if name in json.loads(row["events"])]
+        if not endpoints:
+            return
+        session = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        assert session is not None
+        snapshots = [{**dict(r), "taken_at": _dt(r["taken_at"])} for r in await self._all(
+            "SELECT * FROM snapshots WHERE session_id = ? ORDER BY taken_at, id", (session_id,))]
+        session_view = {**dict(session), "expires_at": _dt(session["expires_at"])}
+        body = webhooks.encode(webhooks.payload(seq, name, at, session_view, data, snapshots,
+                                                self.public_base))
+        for endpoint in endpoints:
+            await db.execute(
+                "INSERT INTO deliveries (endpoint_id, event_seq, session_id, type, payload,"
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (endpoint["id"], seq, session_id, name, body, _ts(at), _ts(at)))
+        if self.on_enqueue is not None:
+            self.on_enqueue()
 
     # API keys
 
@@ -433,3 +503,91 @@ class SqliteStore:
         row = await self._one(
             "SELECT * FROM snapshots WHERE session_id = ? AND id = ?", (session_id, snapshot_id))
         return _snapshot(row) if row else None
+
+    # Webhooks
+
+    @shielded
+    async def create_webhook(self, endpoint_id: str, url: str, secret: str, events: list[str]) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO webhook_endpoints (id, url, secret, events, created_at) VALUES (?, ?, ?, ?, ?)",
+                (endpoint_id, url, secret, json.dumps(events), _ts(utcnow())))
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM webhook_endpoints ORDER BY created_at", ())
+        return [{"id": r["id"], "url": r["url"], "events": json.loads(r["events"]),
+                 "created_at": _dt(r["created_at"]), "disabled_at": _dt(r["disabled_at"])} for r in rows]
+
+    @shielded
+    async def disable_webhook(self, endpoint_id: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE webhook_endpoints SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL",
+                (_ts(utcnow()), endpoint_id))
+            # Nothing more goes out to it; what was pending is kept, marked, for the record.
+            await db.execute("UPDATE deliveries SET status = 'cancelled' WHERE endpoint_id = ?"
+                             " AND status = 'pending'", (endpoint_id,))
+            return cursor.rowcount == 1
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Pending deliveries whose time has come, each the oldest pending one of its session for its
+        endpoint (so a session's webhooks arrive in order)."""
+        rows = await self._all(
+            "SELECT d.*, w.url, w.secret FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ("
+            "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
+            "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
+            " ORDER BY d.id LIMIT ?", (_ts(now), limit))
+        return [{**dict(r), "created_at": _dt(r["created_at"])} for r in rows]
+
+    @shielded
+    async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
+                             duration_ms: int, *, retry_at: datetime | None, give_up: bool) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO delivery_attempts (delivery_id, at, status_code, error, duration_ms)"
+                " VALUES (?, ?, ?, ?, ?)", (delivery_id, _ts(at), status, error, duration_ms))
+            if error is None:
+                await db.execute(
+                    "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?,"
+                    " last_error = NULL WHERE id = ?", (_ts(at), delivery_id))
+            else:
+                await db.execute(
+                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+                    " next_attempt_at = ? WHERE id = ?",
+                    ("failed" if give_up else "pending", error, _ts(retry_at or at), delivery_id))
+
+    async def deliveries(self, endpoint_id: str | None = None, status: str | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if endpoint_id is not None:
+            clauses.append("endpoint_id = ?")
+            params.append(endpoint_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._all(f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?",
+                               (*params, limit))
+        out = []
+        for r in rows:
+            attempts = await self._all(
+                "SELECT at, status_code, error, duration_ms FROM delivery_attempts WHERE delivery_id = ?"
+                " ORDER BY id", (r["id"],))
+            out.append({"id": r["id"], "endpoint_id": r["endpoint_id"], "event_id": f"evt_{r['event_seq']}",
+                        "session_id": r["session_id"], "type": r["type"], "status": r["status"],
+                        "attempts": [dict(a) for a in attempts], "last_error": r["last_error"],
+                        "created_at": r["created_at"], "delivered_at": r["delivered_at"],
+                        "next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None})
+        return out
+
+    @shielded
+    async def redeliver(self, delivery_id: int) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ? WHERE id = ?"
+                " AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL)",
+                (_ts(utcnow()), delivery_id))
+        if cursor.rowcount == 1 and self.on_enqueue is not None:
+            self.on_enqueue()
+        return cursor.rowcount == 1
