@@ -67,16 +67,24 @@ async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserC
     await expect(customer.get_by_role("heading", name="The session has ended")).to_be_visible()
     await expect(agent.get_by_test_id("connection-state")).to_have_text("Session ended")
 
+    # Customer satisfaction, once the session has ended.
+    await customer.get_by_text("4", exact=True).tap()
+    await customer.get_by_label("Anything to add?").fill("Quick and clear")
+    await customer.get_by_role("button", name="Send feedback").tap()
+    await expect(customer.get_by_text("Thank you for your feedback.")).to_be_visible()
+
     async with api.get(f"/api/v1/tickets/{session['ticket_id']}") as response:
         record = (await response.json())["sessions"][0]
     assert record["status"] == "ended"
     assert record["outcome"]["outcome"] == "resolved"
     assert record["outcome"]["notes"] == "Reseated the HDMI cable"
     assert record["duration_seconds"] > 0
+    assert (record["rating"]["rating"], record["rating"]["comment"]) == (4, "Quick and clear")
     assert [s["id"] for s in record["snapshots"]] == [snapshot["id"]]
     types = [e["type"] for e in record["events"]]
     assert types[:3] == ["session.created", "participant.joined", "participant.joined"]
-    for expected in ("media.started", "snapshot.captured", "session.ended", "participant.left"):
+    for expected in ("media.started", "snapshot.captured", "session.ended", "participant.left",
+                     "session.rated"):
         assert expected in types
 
     # The links stop working once the session has ended.

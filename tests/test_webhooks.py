@@ -250,3 +250,29 @@ def test_backoff_grows_with_jitter_and_a_cap() -> None:
     delays = [backoff.delay(n) for n in range(1, 12)]
     assert 0.5 <= delays[0] <= 1 and 4 <= delays[3] <= 8
     assert all(d <= 60 for d in delays) and delays[-1] >= 30
+
+
+async def test_customer_rating_once_after_the_end_and_as_a_webhook(
+    aiohttp_client: ClientFactory, fast_settings: Settings, receiver: Receiver
+) -> None:
+    client, auth = await start(aiohttp_client, fast_settings)
+    await receiver.up()
+    await register(client, auth, receiver, ["session.rated"])
+    session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-8", "tier": 2},
+                                       headers=auth)).json()
+    rate = f"/s/{token_of(session['customer_url'])}/rating"
+    early = await client.post(rate, json={"rating": 5})
+    assert early.status == 409 and (await early.json())["error"]["code"] == "session_not_ended"
+    await client.post(f"/api/v1/sessions/{session['id']}/end", json={"outcome": "resolved"}, headers=auth)
+    for bad in ({"rating": 0}, {"rating": 6}, {"rating": "5"}, {"rating": 3, "comment": "x" * 1001}):
+        assert (await client.post(rate, json=bad)).status == 422
+    agent_rating = await client.post(f"/s/{token_of(session['agent_url'])}/rating", json={"rating": 1})
+    assert agent_rating.status == 404
+    assert (await client.post(rate, json={"rating": 2, "comment": "slow"})).status == 201
+    again = await client.post(rate, json={"rating": 5})
+    assert again.status == 409 and (await again.json())["error"]["code"] == "already_rated"
+    await receiver.wait_for(1)
+    assert receiver.received[0]["type"] == "session.rated"
+    assert receiver.received[0]["data"] == {"rating": 2, "comment": "slow"}
+    record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert record["rating"]["rating"] == 2

@@ -9,11 +9,12 @@ from typing import Any, cast
 import jinja2
 from aiohttp import web
 
-from visassist.api import snapshot_image
+from visassist.api import read_json, snapshot_image
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound
 from visassist.media.compose import Image, PhotoError, encode_png
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
+from visassist.schemas import RatingIn
 from visassist.signalling.protocol import SnapshotStored
 from visassist.tokens import digest, looks_like_token
 
@@ -124,6 +125,15 @@ async def upload_photo(request: web.Request) -> web.Response:
         await room.broadcast(SnapshotStored(request_id=None, snapshot=view), STAFF)
     return web.json_response({"id": snapshot.id, "width": snapshot.width, "height": snapshot.height,
                               "source": SnapshotSource.DEVICE_PHOTO.value}, status=201)
+
+
+@routes.post("/s/{token}/rating")
+async def rate_session(request: web.Request) -> web.Response:
+    """The customer's 1-5 rating and comment, once, after the session ended (its link still rates)."""
+    participant, session = await _participant(request, Role.CUSTOMER)
+    body = await read_json(request, RatingIn)
+    await request.app[AppContext.KEY].sessions.rate(session, participant, body.rating, body.comment)
+    return web.json_response({"rating": body.rating}, status=201)
 
 
 @routes.get(r"/{prefix:(s|a)}/{token}/frozen.png")

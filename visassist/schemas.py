@@ -55,6 +55,11 @@ class WebhookIn(_Body):
         "session.ended", "session.rated"]
 
 
+class RatingIn(_Body):
+    rating: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +109,12 @@ class OutcomeOut(_Out):
     ended_by: str | None
 
 
+class RatingOut(_Out):
+    rating: int
+    comment: str
+    at: str
+
+
 class SessionOut(_Out):
     id: str
     ticket_id: str
@@ -122,6 +133,7 @@ class SessionOut(_Out):
     snapshots: list[SnapshotOut] | None = None
     customer_url: str | None = None
     agent_url: str | None = None
+    rating: RatingOut | None = None
 
 
 class InvitedOut(_Out):

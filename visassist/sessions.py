@@ -120,6 +120,12 @@ class SessionService:
             room.members[participant.id] = participant
         return participant, f"{base}/a/{token}"
 
+    async def rate(self, session: Session, customer: Participant, rating: int, comment: str) -> None:
+        if session.effective_status() is not Status.ENDED:
+            raise Conflict("session_not_ended", "a session can be rated once it has ended")
+        if await self.store.rate(session.id, rating, comment, customer.id, utcnow()) is None:
+            raise Conflict("already_rated", "this session has been rated already; thank you")
+
     async def record(self, session_id: str, type: EventType, actor: str, data: dict[str, Any]) -> Event:
         """A timeline entry for a change that lives in the room (freeze, quality, handover...)."""
         return await self.store.append_event(session_id, type, actor, data, utcnow())
@@ -173,6 +179,8 @@ class SessionService:
             for p in participants
         ]
         body["events"] = [e.public() for e in events]
+        rating = await self.store.rating(session.id)
+        body["rating"] = None if rating is None else {**rating, "at": iso(rating["at"])}
         if snapshots:
             body["snapshots"] = [self.snapshot_view(s) for s in await self.store.snapshots(session.id)]
         return body

@@ -194,7 +194,10 @@ function connect() {
   });
   signalling.addEventListener(ServerMessage.ENDED, ({ detail }) => {
     if (detail.status === "expired") finish("This session has expired", "Thank you. If you still need help, reply to your support ticket.");
-    else finish("The session has ended", "Thank you for showing us. You can close this page.");
+    else {
+      finish("The session has ended", "Thank you for showing us.");
+      $("rating-form").hidden = false;
+    }
   });
   signalling.addEventListener(ServerMessage.ERROR, ({ detail }) => {
     if (detail.code === ErrorCode.SESSION_ENDED) finish("This session has ended", "Thank you. You can close this page.");
@@ -371,6 +374,24 @@ async function reportQuality() {
 function leave() {
   finish("You left the session", "The agent can no longer see your camera. To rejoin, open the link again.");
 }
+
+// Customer satisfaction: one 1-5 rating and an optional comment, once the session has ended.
+$("rating-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const rating = Number(new FormData($("rating-form")).get("rating"));
+  const response = await fetch(`/s/${token}/rating`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ rating, comment: $("rating-comment").value.trim() }),
+  }).catch(() => null);
+  if (response?.ok || response?.status === 409) {
+    $("rating-form").hidden = true;
+    $("rating-thanks").hidden = false;
+  } else {
+    $("rating-thanks").hidden = false;
+    $("rating-thanks").textContent = "Your feedback couldn't be sent. Please try again.";
+  }
+});
 
 $("join").addEventListener("click", join);
 $("retry").addEventListener("click", () => {

@@ -591,3 +591,24 @@ class SqliteStore:
         if cursor.rowcount == 1 and self.on_enqueue is not None:
             self.on_enqueue()
         return cursor.rowcount == 1
+
+    # Customer satisfaction
+
+    @shielded
+    async def rate(self, session_id: str, rating: int, comment: str, actor: str,
+                   at: datetime) -> Event | None:
+        """Store the customer's rating once; None when the session was already rated."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO ratings (session_id, rating, comment, at) VALUES (?, ?, ?, ?)",
+                (session_id, rating, comment, _ts(at)))
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_event(db, session_id, EventType.SESSION_RATED, actor,
+                                            {"rating": rating, "comment": comment}, at)
+
+    async def rating(self, session_id: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM ratings WHERE session_id = ?", (session_id,))
+        if row is None:
+            return None
+        return {"rating": row["rating"], "comment": row["comment"], "at": _dt(row["at"])}
