@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,7 +47,8 @@ async def test_get_session_and_ticket_record(client: TestClient, create_session:
     assert response.status == 200
     body = await response.json()
     assert body["id"] == first["id"] and body["status"] == "waiting"
-    assert "customer_url" not in body, "link tokens are shown once, at creation"
+    assert (body["customer_url"], body["agent_url"]) == (first["customer_url"], first["agent_url"]), \
+        "the same links again while the session is open"
     assert body["snapshots"] == [] and body["outcome"] is None
 
     response = await client.get("/api/v1/tickets/ZD-1042", headers=auth)
@@ -65,6 +67,7 @@ async def test_end_session_records_outcome_and_refuses_links(client: TestClient,
     assert body["outcome"]["outcome"] == "resolved" and body["outcome"]["notes"] == "Reseated the cable"
     assert body["duration_seconds"] == 0
     assert [e["type"] for e in body["events"]] == ["session.created", "session.ended"]
+    assert "customer_url" not in body and "agent_url" not in body, "no links once it is over"
 
     again = await client.post(f"/api/v1/sessions/{session['id']}/end", headers=auth,
                               json={"outcome": "abandoned"})
@@ -251,3 +254,28 @@ async def test_invite_participants(client: TestClient, create_session: Create, a
     assert await error_of(ended, 409) == "session_ended"
     assert await error_of(await client.post("/api/v1/sessions/ses_nope/participants", json={"role": "expert"},
                                             headers=auth), 404) == "session_not_found"
+
+
+async def test_idempotent_create(client: TestClient, auth: dict[str, str]) -> None:
+    body = {"ticket_id": "ZD-77", "tier": 2, "customer": {"name": "Ana"}}
+    headers = {**auth, "Idempotency-Key": "ticket-ZD-77-escalation-1"}
+    first = await client.post("/api/v1/sessions", json=body, headers=headers)
+    retry = await client.post("/api/v1/sessions", json=body, headers=headers)
+    assert first.status == retry.status == 201
+    one, two = await first.json(), await retry.json()
+    assert (two["id"], two["customer_url"], two["agent_url"]) == (one["id"], one["customer_url"],
+                                                                  one["agent_url"])
+    assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    # Concurrent retries still make one session.
+    burst = await asyncio.gather(*(client.post("/api/v1/sessions", json=body,
+                                               headers={**auth, "Idempotency-Key": "burst"})
+                                   for _ in range(5)))
+    assert len({(await r.json())["id"] for r in burst}) == 1
+    record = await (await client.get("/api/v1/tickets/ZD-77", headers=auth)).json()
+    assert len(record["sessions"]) == 2
+    # The same key with another body is a client bug, said plainly; nothing is created.
+    other = await client.post("/api/v1/sessions", json={**body, "tier": 3}, headers=headers)
+    assert await error_of(other, 422) == "idempotency_key_reused"
+    bad = await client.post("/api/v1/sessions", json=body, headers={**auth, "Idempotency-Key": "x" * 300})
+    assert await error_of(bad, 400) == "invalid_idempotency_key"
+    assert len((await (await client.get("/api/v1/tickets/ZD-77", headers=auth)).json())["sessions"]) == 2

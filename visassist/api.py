@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from visassist import webhooks
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound, Unauthorized
-from visassist.models import ApiKey, Role, Snapshot, iso, utcnow
+from visassist.models import ApiKey, Role, Session, Snapshot, iso, utcnow
 from visassist.openapi import document
 from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn, WebhookIn
 from visassist.signalling.protocol import Presence
@@ -69,17 +71,58 @@ def _ctx(request: web.Request) -> AppContext:
 
 @routes.post("/api/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
+    """Create a session. With an Idempotency-Key, a retry (same key, same body, within 24 hours)
+    returns the session the first call created instead of a second one."""
     key = await authenticate(request)
     body = await read_json(request, CreateSessionIn)
     ctx = _ctx(request)
-    created = await ctx.sessions.create(
-        ticket_id=body.ticket_id, tier=body.tier,
-        customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
-        actor=f"api:{key.id}", audio=body.audio)
-    view = await ctx.sessions.describe(created.session)
-    view.update(ctx.sessions.links(created, public_base(request)))
-    return web.json_response(view, status=201,
-                             headers={"Location": f"/api/v1/sessions/{created.session.id}"})
+    idempotency = await _idempotency(request, key)
+    replayed = None
+    if idempotency is not None:
+        replayed = await _replay(ctx, key, idempotency)
+    if replayed is None:
+        try:
+            created = await ctx.sessions.create(
+                ticket_id=body.ticket_id, tier=body.tier,
+                customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
+                actor=f"api:{key.id}", audio=body.audio, idempotency=idempotency)
+            session = created.session
+        except sqlite3.IntegrityError:  # a concurrent call with the same key won the race
+            assert idempotency is not None
+            replayed = await _replay(ctx, key, idempotency)
+            if replayed is None:
+                raise
+    if replayed is not None:
+        session = replayed
+    view = await ctx.sessions.describe(session)
+    view.update(await ctx.sessions.links(session, public_base(request)))
+    headers = {"Location": f"/api/v1/sessions/{session.id}"}
+    if replayed is not None:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(view, status=201, headers=headers)
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+async def _idempotency(request: web.Request, key: ApiKey) -> tuple[str, str, str] | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise ClientError("invalid_idempotency_key",
+                          "Idempotency-Key must be 1 to 255 printable characters")
+    return key.id, value, hashlib.sha256(await request.read()).hexdigest()
+
+
+async def _replay(ctx: AppContext, key: ApiKey, idempotency: tuple[str, str, str]) -> Session | None:
+    earlier = await ctx.store.idempotent_session(key.id, idempotency[1], utcnow() - IDEMPOTENCY_WINDOW)
+    if earlier is None:
+        return None
+    if earlier[0] != idempotency[2]:
+        raise ClientError("idempotency_key_reused",
+                          "this Idempotency-Key was used with a different request body", status=422)
+    return await ctx.sessions.get(earlier[1])
 
 
 @routes.get("/api/v1/sessions/{session_id}")
@@ -87,7 +130,9 @@ async def get_session(request: web.Request) -> web.Response:
     await authenticate(request)
     ctx = _ctx(request)
     session = await ctx.sessions.get(request.match_info["session_id"])
-    return web.json_response(await ctx.sessions.describe(session, snapshots=True))
+    view = await ctx.sessions.describe(session, snapshots=True)
+    view.update(await ctx.sessions.links(session, public_base(request)))
+    return web.json_response(view)
 
 
 @routes.post("/api/v1/sessions/{session_id}/end")

@@ -19,6 +19,7 @@ from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
 from visassist.signalling.room import Hub
 from visassist.store import SqliteStore
+from visassist.tokens import load_or_create_key
 from visassist.webhooks import Backoff, Dispatcher
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def build_context(settings: Settings) -> AppContext:
     hub = Hub(settings.max_live_sessions)
     return AppContext(
         settings=settings, store=store, blobs=blobs, hub=hub,
-        sessions=SessionService(settings, store, blobs, hub),
+        sessions=SessionService(settings, store, blobs, hub, load_or_create_key(settings.link_key_path)),
         rtc_configuration=rtc_configuration(settings.ice_servers),
     )
 

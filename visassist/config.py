@@ -64,6 +64,10 @@ class Settings:
         return self.data_dir / "visassist.sqlite3"
 
     @property
+    def link_key_path(self) -> Path:
+        return self.data_dir / "link.key"
+
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 

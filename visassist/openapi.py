@@ -60,10 +60,15 @@ def document() -> dict[str, Any]:
         "paths": {
             "/api/v1/sessions": {"post": {
                 "operationId": "createSession", "summary": "Create a session for a ticket",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "description": "A retry with the same key and body within 24 hours "
+                                               "returns the first call's session "
+                                               "(header Idempotent-Replayed: true)",
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(CreateSessionIn)}}},
-                "responses": {"201": _json(SessionOut, "Created; customer_url and agent_url are shown "
-                                                       "only in this response"),
+                "responses": {"201": _json(SessionOut, "Created, with customer_url and agent_url "
+                                                       "(also returned by GET while the session is open)"),
                               **_errors(400, 401, 413, 422)}}},
             "/api/v1/sessions/{session_id}": {"get": {
                 "operationId": "getSession", "summary": "A session with its timeline and snapshots",

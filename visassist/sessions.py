@@ -33,7 +33,7 @@ from visassist.signalling.protocol import Ended
 from visassist.signalling.room import Hub
 from visassist.store import Store
 from visassist.tasks import finish
-from visassist.tokens import digest, new_id, new_link_token
+from visassist.tokens import digest, link_token, new_id
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def chat_message(event: Event) -> dict[str, Any]:
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, hub: Hub) -> None:
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, hub: Hub,
+                 link_key: bytes) -> None:
+        self.link_key = link_key
         self.settings = settings
         self.store = store
         self.blobs = blobs
@@ -75,23 +77,26 @@ class SessionService:
     # Creation and reading
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
-                     ttl_seconds: int, actor: str, audio: bool = False) -> CreatedSession:
+                     ttl_seconds: int, actor: str, audio: bool = False,
+                     idempotency: tuple[str, str, str] | None = None) -> CreatedSession:
         now = utcnow()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
             audio=audio,
         )
-        customer_token, agent_token = new_link_token(), new_link_token()
+        customer_id, agent_id = new_id("par"), new_id("par")
+        customer_token = link_token(self.link_key, customer_id)
+        agent_token = link_token(self.link_key, agent_id)
         participants = [
-            (Participant(id=new_id("par"), session_id=session.id, role=Role.CUSTOMER,
+            (Participant(id=customer_id, session_id=session.id, role=Role.CUSTOMER,
                          name=str(customer.get("name") or "Customer"), created_at=now),
              digest(customer_token)),
-            (Participant(id=new_id("par"), session_id=session.id, role=Role.AGENT,
+            (Participant(id=agent_id, session_id=session.id, role=Role.AGENT,
                          name=f"Tier {tier} agent", created_at=now),
              digest(agent_token)),
         ]
-        await self.store.create_session(session, participants, actor)
+        await self.store.create_session(session, participants, actor, idempotency)
         log.info("session %s created for ticket %s", session.id, ticket_id)
         return CreatedSession(session=session, customer_token=customer_token, agent_token=agent_token)
 
@@ -108,8 +113,9 @@ class SessionService:
         status = session.effective_status()
         if status is not Status.WAITING and status is not Status.LIVE:
             raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
-        token = new_link_token()
-        participant = Participant(id=new_id("par"), session_id=session_id, role=role,
+        participant_id = new_id("par")
+        token = link_token(self.link_key, participant_id)
+        participant = Participant(id=participant_id, session_id=session_id, role=role,
                                   name=name or ("Tier 3 expert" if role is Role.EXPERT else "Supervisor"),
                                   created_at=utcnow())
         if await self.store.add_participant(participant, digest(token), actor,
@@ -140,9 +146,17 @@ class SessionService:
         return [chat_message(e) for e in await self.store.events(session_id)
                 if e.type is EventType.CHAT_MESSAGE]
 
-    def links(self, created: CreatedSession, base: str) -> dict[str, str]:
-        return {"customer_url": f"{base}/s/{created.customer_token}",
-                "agent_url": f"{base}/a/{created.agent_token}"}
+    async def links(self, session: Session, base: str) -> dict[str, str]:
+        """The customer's and the agent's links, rebuilt from the link key; only while open."""
+        if session.effective_status() not in (Status.WAITING, Status.LIVE):
+            return {}
+        links = {}
+        for participant in await self.store.participants(session.id):
+            if participant.role is Role.CUSTOMER:
+                links["customer_url"] = f"{base}/s/{link_token(self.link_key, participant.id)}"
+            elif participant.role is Role.AGENT:
+                links["agent_url"] = f"{base}/a/{link_token(self.link_key, participant.id)}"
+        return links
 
     def snapshot_urls(self, snapshot: Snapshot) -> dict[str, str]:
         path = f"/api/v1/sessions/{snapshot.session_id}/snapshots/{snapshot.id}"

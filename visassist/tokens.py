@@ -1,13 +1,20 @@
-"""Link tokens and API keys: random, shown once, stored only as a SHA-256 digest.
+"""Link tokens and API keys.
 
-The tokens carry 256 bits of randomness, so a fast digest is enough at rest (there is nothing to
-brute-force, unlike a password); the prefix makes a leaked key recognisable in logs and scanners.
+API keys are random, shown once and stored only as a SHA-256 digest; the prefix makes a leaked key
+recognisable in logs and scanners. Link tokens are signed: an HMAC of the participant id under the
+server's link key (data dir, file mode 0600, never in the database), so the API can hand a link out
+again (a retried create, a ticket sidebar) while the database holds only their digests. Both carry
+256 bits, so a fast digest is enough at rest: there is nothing to brute-force, unlike a password.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import os
 import secrets
+from pathlib import Path
 
 API_KEY_PREFIX = "vak_"
 LINK_TOKEN_BYTES = 32
@@ -17,8 +24,27 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(LINK_TOKEN_BYTES)
 
 
-def new_link_token() -> str:
-    return secrets.token_urlsafe(LINK_TOKEN_BYTES)
+def link_token(key: bytes, participant_id: str) -> str:
+    mac = hmac.new(key, f"visassist-link:{participant_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The server's link key: created once (mode 0600), then read; losing it voids every link."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(LINK_TOKEN_BYTES)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+    if len(key) < LINK_TOKEN_BYTES:
+        raise ValueError(f"{path} is not a visassist link key")
+    return key
 
 
 def digest(token: str) -> str:

@@ -36,8 +36,12 @@ class Store(Protocol):
 
     # Sessions and participants
     async def create_session(
-        self, session: Session, participants: list[tuple[Participant, str]], actor: str
+        self, session: Session, participants: list[tuple[Participant, str]], actor: str,
+        idempotency: tuple[str, str, str] | None = None,
     ) -> Event: ...
+
+    async def idempotent_session(self, api_key_id: str, key: str,
+                                 since: datetime) -> tuple[str, str] | None: ...
 
     async def add_participant(self, participant: Participant, token_digest: str, actor: str,
                               limit: int) -> Event | None: ...

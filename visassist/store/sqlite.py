@@ -126,6 +126,14 @@ MIGRATIONS: list[str] = [
         duration_ms INTEGER NOT NULL
     );
     CREATE INDEX attempts_delivery ON delivery_attempts (delivery_id, id);
+    CREATE TABLE idempotency_keys (
+        api_key_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (api_key_id, key)
+    );
     CREATE TABLE ratings (
         session_id TEXT PRIMARY KEY REFERENCES sessions (id),
         rating INTEGER NOT NULL,
@@ -335,9 +343,15 @@ class SqliteStore:
 
     @shielded
     async def create_session(
-        self, session: Session, participants: list[tuple[Participant, str]], actor: str
+        self, session: Session, participants: list[tuple[Participant, str]], actor: str,
+        idempotency: tuple[str, str, str] | None = None,
     ) -> Event:
         async with self._transaction() as db:
+            if idempotency is not None:
+                # (api key id, Idempotency-Key, request digest): a concurrent twin fails here, whole.
+                await db.execute(
+                    "INSERT INTO idempotency_keys (api_key_id, key, request_digest, session_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (*idempotency, session.id, _ts(session.created_at)))
             await db.execute(
                 "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
                 " audio) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -612,3 +626,13 @@ class SqliteStore:
         if row is None:
             return None
         return {"rating": row["rating"], "comment": row["comment"], "at": _dt(row["at"])}
+
+    # Idempotency
+
+    async def idempotent_session(self, api_key_id: str, key: str,
+                                 since: datetime) -> tuple[str, str] | None:
+        """(request digest, session id) of an earlier create with this key, if recent enough."""
+        row = await self._one(
+            "SELECT request_digest, session_id FROM idempotency_keys WHERE api_key_id = ? AND key = ?"
+            " AND created_at >= ?", (api_key_id, key, _ts(since)))
+        return None if row is None else (row["request_digest"], row["session_id"])
