@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.utils import expire_now, token_of
+from tests.utils import FakeParticipant, expire_now, token_of
 
 Create = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -279,3 +279,77 @@ async def test_idempotent_create(client: TestClient, auth: dict[str, str]) -> No
     bad = await client.post("/api/v1/sessions", json=body, headers={**auth, "Idempotency-Key": "x" * 300})
     assert await error_of(bad, 400) == "invalid_idempotency_key"
     assert len((await (await client.get("/api/v1/tickets/ZD-77", headers=auth)).json())["sessions"]) == 2
+
+
+async def test_listing_filters_and_pages(client: TestClient, create_session: Create,
+                                         auth: dict[str, str]) -> None:
+    made = [await create_session(ticket_id=f"LIST-{n % 2}") for n in range(5)]
+    await client.post(f"/api/v1/sessions/{made[0]['id']}/end", json={"outcome": "resolved"}, headers=auth)
+    await expire_now(client, made[1]["id"])
+    page = await (await client.get("/api/v1/sessions?limit=2", headers=auth)).json()
+    assert [s["id"] for s in page["sessions"]] == [made[4]["id"], made[3]["id"]], "newest first"
+    seen = [s["id"] for s in page["sessions"]]
+    while page["next_cursor"]:
+        page = await (await client.get(f"/api/v1/sessions?limit=2&cursor={page['next_cursor']}",
+                                       headers=auth)).json()
+        seen += [s["id"] for s in page["sessions"]]
+    assert seen == [s["id"] for s in reversed(made)], "every session once, across pages"
+    by_ticket = await (await client.get("/api/v1/sessions?ticket_id=LIST-1", headers=auth)).json()
+    assert {s["id"] for s in by_ticket["sessions"]} == {made[1]["id"], made[3]["id"]}
+    for status, expected in (("ended", [made[0]]), ("expired", [made[1]]),
+                             ("waiting", [made[4], made[3], made[2]])):
+        listed = await (await client.get(f"/api/v1/sessions?status={status}", headers=auth)).json()
+        assert [s["id"] for s in listed["sessions"]] == [s["id"] for s in expected], status
+    future = await (await client.get("/api/v1/sessions?created_after=2999-01-01T00:00:00Z",
+                                     headers=auth)).json()
+    assert future == {"sessions": [], "next_cursor": None}
+    for bad in ("limit=0", "limit=500", "status=happy", "created_after=yesterday", "cursor=%%%",
+                "cursor=bm90LWEtZGF0ZXxzZXM", "colour=blue", "created_after=2024-01-01T00:00:00"):
+        response = await client.get(f"/api/v1/sessions?{bad}", headers=auth)
+        assert response.status == 422, bad
+
+
+async def test_etags_and_conditional_end(client: TestClient, create_session: Create,
+                                         auth: dict[str, str]) -> None:
+    session = await create_session()
+    url = f"/api/v1/sessions/{session['id']}"
+    first = await client.get(url, headers=auth)
+    etag = first.headers["ETag"]
+    assert (await client.get(url, headers={**auth, "If-None-Match": etag})).status == 304
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    await customer.join()
+    await customer.close()
+    changed = await client.get(url, headers={**auth, "If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag, "an event changes the ETag"
+    stale = await client.post(f"{url}/end", json={"outcome": "resolved"}, headers={**auth, "If-Match": etag})
+    assert await error_of(stale, 412) == "precondition_failed"
+    assert (await (await client.get(url, headers=auth)).json())["status"] != "ended"
+    fresh = changed.headers["ETag"]
+    ended = await client.post(f"{url}/end", json={"outcome": "resolved"}, headers={**auth, "If-Match": fresh})
+    assert ended.status == 200
+
+
+async def test_revoke_kills_links_at_once(client: TestClient, create_session: Create,
+                                          auth: dict[str, str]) -> None:
+    session = await create_session()
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    await customer.join()
+    try:
+        response = await client.post(f"/api/v1/sessions/{session['id']}/revoke", headers=auth)
+        assert response.status == 200 and (await response.json())["status"] == "revoked"
+        assert (await customer.expect("ended"))["status"] == "revoked"
+    finally:
+        await customer.close()
+    page = await client.get(f"/s/{token_of(session['customer_url'])}")
+    assert page.status == 410 and "withdrawn" in await page.text()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "hello", "protocol": 1, "token": token_of(session["agent_url"])})
+    assert (await ws.receive_json())["code"] == "session_revoked"
+    await ws.close()
+    again = await client.post(f"/api/v1/sessions/{session['id']}/revoke", headers=auth)
+    assert await error_of(again, 409) == "session_revoked"
+    end = await client.post(f"/api/v1/sessions/{session['id']}/end", json={"outcome": "resolved"},
+                            headers=auth)
+    assert await error_of(end, 409) == "session_revoked"
+    events = (await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json())["events"]
+    assert "session.revoked" in [e["type"] for e in events]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound, Unauthorized
 from visassist.models import ApiKey, Role, Session, Snapshot, iso, utcnow
 from visassist.openapi import document
-from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn, WebhookIn
+from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn, ListQuery, WebhookIn
 from visassist.signalling.protocol import Presence
 from visassist.tokens import API_KEY_PREFIX, digest, new_id
 
@@ -35,13 +36,17 @@ async def read_json(request: web.Request, model: type[BodyT]) -> BodyT:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
-            for error in exc.errors(include_url=False)
-        ]
-        first = details[0]
-        raise ClientError("validation_failed", f"{first['field']}: {first['message']}",
-                          status=422, details=details) from None
+        raise _validation_error(exc) from None
+
+
+def _validation_error(exc: ValidationError) -> ClientError:
+    details = [
+        {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
+        for error in exc.errors(include_url=False)
+    ]
+    first = details[0]
+    return ClientError("validation_failed", f"{first['field']}: {first['message']}", status=422,
+                       details=details)
 
 
 async def authenticate(request: web.Request) -> ApiKey:
@@ -125,14 +130,53 @@ async def _replay(ctx: AppContext, key: ApiKey, idempotency: tuple[str, str, str
     return await ctx.sessions.get(earlier[1])
 
 
+@routes.get("/api/v1/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    """Sessions newest first, filtered by ticket, status and creation time; paged with a cursor."""
+    await authenticate(request)
+    try:
+        query = ListQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    before = None
+    if query.cursor is not None:
+        try:
+            created, _, last_id = base64.urlsafe_b64decode(query.cursor.encode()).decode().partition("|")
+            datetime.fromisoformat(created)
+        except (ValueError, UnicodeDecodeError):
+            raise ClientError("invalid_cursor", "cursor is not one this API returned", status=422) from None
+        before = (created, last_id)
+    ctx = _ctx(request)
+    page = await ctx.store.list_sessions(
+        ticket_id=query.ticket_id, status=query.status, created_after=query.created_after,
+        created_before=query.created_before, before=before, limit=query.limit + 1, now=utcnow())
+    more = len(page) > query.limit
+    page = page[:query.limit]
+    cursor = None
+    if more:
+        last = page[-1]
+        cursor = base64.urlsafe_b64encode(
+            f"{last.created_at.astimezone(UTC).isoformat(timespec='microseconds')}|{last.id}".encode()
+        ).decode()
+    return web.json_response({"sessions": [ctx.sessions.summary(s) for s in page], "next_cursor": cursor})
+
+
+async def session_etag(ctx: AppContext, session_id: str) -> str:
+    """Changes with every event of the session: every state change is an event."""
+    return f'"{session_id}.{await ctx.store.last_event_seq(session_id)}"'
+
+
 @routes.get("/api/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     await authenticate(request)
     ctx = _ctx(request)
     session = await ctx.sessions.get(request.match_info["session_id"])
+    etag = await session_etag(ctx, session.id)
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
     view = await ctx.sessions.describe(session, snapshots=True)
     view.update(await ctx.sessions.links(session, public_base(request)))
-    return web.json_response(view)
+    return web.json_response(view, headers={"ETag": etag})
 
 
 @routes.post("/api/v1/sessions/{session_id}/end")
@@ -140,6 +184,11 @@ async def end_session(request: web.Request) -> web.Response:
     key = await authenticate(request)
     body = await read_json(request, EndSessionIn)
     ctx = _ctx(request)
+    await ctx.sessions.get(request.match_info["session_id"])
+    wanted = request.headers.get("If-Match")
+    if wanted is not None and wanted != await session_etag(ctx, request.match_info["session_id"]):
+        raise ClientError("precondition_failed", "the session changed since you read it (ETag differs)",
+                          status=412)
     session = await ctx.sessions.end(request.match_info["session_id"], body.outcome, body.notes,
                                      f"api:{key.id}")
     return web.json_response(await ctx.sessions.describe(session, snapshots=True))
@@ -160,6 +209,15 @@ async def invite_participant(request: web.Request) -> web.Response:
         "participant": {"id": participant.id, "role": participant.role.value, "name": participant.name,
                         "connected": False},
         "url": url}, status=201)
+
+
+@routes.post("/api/v1/sessions/{session_id}/revoke")
+async def revoke_session(request: web.Request) -> web.Response:
+    """Kill the session's links at once; whoever is connected is told and disconnected."""
+    key = await authenticate(request)
+    ctx = _ctx(request)
+    session = await ctx.sessions.revoke(request.match_info["session_id"], f"api:{key.id}")
+    return web.json_response(await ctx.sessions.describe(session, snapshots=True))
 
 
 @routes.get("/api/v1/sessions/{session_id}/snapshots")

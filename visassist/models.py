@@ -42,6 +42,7 @@ class Status(enum.StrEnum):
     LIVE = "live"
     ENDED = "ended"
     EXPIRED = "expired"
+    REVOKED = "revoked"  # links withdrawn by the ticket system
 
 
 class Outcome(enum.StrEnum):
@@ -73,6 +74,7 @@ class EventType(enum.StrEnum):
     SESSION_ENDED = "session.ended"
     SESSION_EXPIRED = "session.expired"
     SESSION_RATED = "session.rated"
+    SESSION_REVOKED = "session.revoked"
 
 
 class SnapshotSource(enum.StrEnum):
@@ -107,7 +109,7 @@ class Session:
 
     def effective_status(self, now: datetime | None = None) -> Status:
         """Expiry is a matter of time, so it is read off the clock, not only off the stored row."""
-        if self.status in (Status.ENDED, Status.EXPIRED):
+        if self.status in (Status.ENDED, Status.EXPIRED, Status.REVOKED):
             return self.status
         if (now or utcnow()) >= self.expires_at:
             return Status.EXPIRED

@@ -15,6 +15,7 @@ from visassist.schemas import (
     ErrorOut,
     InvitedOut,
     InviteIn,
+    SessionListOut,
     SessionOut,
     SnapshotListOut,
     TicketOut,
@@ -34,7 +35,8 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     words = {400: "Malformed JSON", 401: "Missing or invalid API key", 404: "Not found",
-             409: "The session is no longer open", 413: "Body too large", 422: "Invalid fields"}
+             409: "The session is no longer open", 412: "The session changed since that ETag",
+             413: "Body too large", 422: "Invalid fields"}
     return {str(s): _json(ErrorOut, words[s]) for s in statuses}
 
 
@@ -45,7 +47,7 @@ SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, WebhookIn, ErrorOut,
                                      SessionOut, InvitedOut, SnapshotListOut, TicketOut, WebhookCreatedOut,
-                                     WebhookListOut, DeliveryListOut]
+                                     WebhookListOut, DeliveryListOut, SessionListOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}")
     png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
@@ -58,7 +60,22 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}],
         "paths": {
-            "/api/v1/sessions": {"post": {
+            "/api/v1/sessions": {"get": {
+                "operationId": "listSessions", "summary": "Sessions, newest first, filtered and paged",
+                "parameters": [
+                    {"name": "ticket_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query",
+                     "schema": {"enum": ["waiting", "live", "ended", "expired", "revoked"]}},
+                    {"name": "created_after", "in": "query", "schema": {"type": "string",
+                                                                        "format": "date-time"}},
+                    {"name": "created_before", "in": "query", "schema": {"type": "string",
+                                                                         "format": "date-time"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                "maximum": 200, "default": 50}},
+                    {"name": "cursor", "in": "query", "description": "next_cursor of the previous page",
+                     "schema": {"type": "string"}}],
+                "responses": {"200": _json(SessionListOut, "One page"), **_errors(401, 422)}},
+                "post": {
                 "operationId": "createSession", "summary": "Create a session for a ticket",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                 "description": "A retry with the same key and body within 24 hours "
@@ -72,15 +89,27 @@ def document() -> dict[str, Any]:
                               **_errors(400, 401, 413, 422)}}},
             "/api/v1/sessions/{session_id}": {"get": {
                 "operationId": "getSession", "summary": "A session with its timeline and snapshots",
+                "description": "Answers with an ETag that changes with every event; If-None-Match "
+                               "with it gives 304 when nothing happened.",
+                "parameters": [SESSION_ID, {"name": "If-None-Match", "in": "header",
+                                            "schema": {"type": "string"}}],
+                "responses": {"200": _json(SessionOut, "The session"),
+                              "304": {"description": "Unchanged since that ETag"}, **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/revoke": {"post": {
+                "operationId": "revokeSession",
+                "summary": "Withdraw the links at once and disconnect whoever is in",
                 "parameters": [SESSION_ID],
-                "responses": {"200": _json(SessionOut, "The session"), **_errors(401, 404)}}},
+                "responses": {"200": _json(SessionOut, "The revoked session"), **_errors(401, 404, 409)}}},
             "/api/v1/sessions/{session_id}/end": {"post": {
                 "operationId": "endSession", "summary": "End a session with an outcome",
-                "parameters": [SESSION_ID],
+                "parameters": [SESSION_ID, {"name": "If-Match", "in": "header", "required": False,
+                                            "description": "ETag from GET: refuse (412) if the session "
+                                                           "changed since",
+                                            "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(EndSessionIn)}}},
                 "responses": {"200": _json(SessionOut, "The ended session"),
-                              **_errors(400, 401, 404, 409, 413, 422)}}},
+                              **_errors(400, 401, 404, 409, 412, 413, 422)}}},
             "/api/v1/sessions/{session_id}/participants": {"post": {
                 "operationId": "inviteParticipant",
                 "summary": "Bring a Tier 3 expert or a supervisor in; returns their link (shown once)",

@@ -68,6 +68,10 @@ def _refuse_closed(session: Session, role: Role) -> None:
              if role is Role.CUSTOMER else "The session's record is kept with the ticket.")
     if status is Status.ENDED:
         raise PageError(410, "session_ended", "This session has ended", after)
+    if status is Status.REVOKED:
+        raise PageError(410, "session_revoked", "This link was withdrawn",
+                        "Ask your support contact for a new link if you still need help."
+                        if role is Role.CUSTOMER else "The session was revoked through the API.")
     if status is Status.EXPIRED:
         raise PageError(410, "session_expired", "This link has expired",
                         "Links work for a limited time. Ask your support contact for a new link."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
 from visassist.models import Outcome
@@ -58,6 +58,19 @@ class WebhookIn(_Body):
 class RatingIn(_Body):
     rating: Annotated[int, Field(ge=1, le=5)]
     comment: Annotated[str, Field(max_length=1000)] = ""
+
+
+class ListQuery(BaseModel):
+    """Query string of GET /api/v1/sessions (strings in, so not strict)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_id: Annotated[str, Field(pattern=TICKET_ID_PATTERN)] | None = None
+    status: Literal["waiting", "live", "ended", "expired", "revoked"] | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, Field(max_length=200)] | None = None
 
 
 class _Out(BaseModel):
@@ -120,7 +133,7 @@ class SessionOut(_Out):
     ticket_id: str
     tier: int
     customer: dict[str, Any]
-    status: Literal["waiting", "live", "ended", "expired"]
+    status: Literal["waiting", "live", "ended", "expired", "revoked"]
     created_at: str
     expires_at: str
     started_at: str | None
@@ -191,3 +204,23 @@ class DeliveryOut(_Out):
 
 class DeliveryListOut(_Out):
     deliveries: list[DeliveryOut]
+
+
+class SessionSummaryOut(_Out):
+    id: str
+    ticket_id: str
+    tier: int
+    customer: dict[str, Any]
+    status: Literal["waiting", "live", "ended", "expired", "revoked"]
+    created_at: str
+    expires_at: str
+    started_at: str | None
+    ended_at: str | None
+    duration_seconds: float | None
+    audio: bool
+    outcome: OutcomeOut | None
+
+
+class SessionListOut(_Out):
+    sessions: list[SessionSummaryOut]
+    next_cursor: str | None

@@ -217,6 +217,18 @@ class SessionService:
         log.info("session %s ended: %s", session_id, outcome.value)
         return ended
 
+    async def revoke(self, session_id: str, actor: str) -> Session:
+        """Withdraw the links at once and disconnect whoever is in."""
+        session = await self.get(session_id)
+        status = session.effective_status()
+        if status is not Status.WAITING and status is not Status.LIVE:
+            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        if await self.store.revoke_session(session_id, actor, utcnow()) is None:
+            raise Conflict("session_ended", "the session is no longer open")
+        await finish(self._close_room(session_id, Ended(status="revoked"), "revoked"))
+        log.info("session %s revoked", session_id)
+        return await self.get(session_id)
+
     async def expire_due(self) -> int:
         """Close sessions whose time is up; returns how many were expired."""
         now = utcnow()

@@ -133,11 +133,13 @@ signalling.addEventListener(ServerMessage.ENDED, ({ detail }) => {
   peer.close();
   $("end-form").hidden = true;
   $("ended-banner").hidden = false;
-  $("ended-banner").textContent = detail.status === "expired" ? "The session expired." : `Session ended: ${detail.outcome?.replace("_", " ")}.`;
+  $("ended-banner").textContent = detail.status === "expired" ? "The session expired."
+    : detail.status === "revoked" ? "The session was revoked: its links no longer work."
+      : `Session ended: ${detail.outcome?.replace("_", " ")}.`;
   renderState();
 });
 signalling.addEventListener(ServerMessage.ERROR, ({ detail }) => {
-  if (detail.code === ErrorCode.SESSION_ENDED || detail.code === ErrorCode.SESSION_EXPIRED) {
+  if ([ErrorCode.SESSION_ENDED, ErrorCode.SESSION_EXPIRED, ErrorCode.SESSION_REVOKED].includes(detail.code)) {
     ended = true;
     renderState();
   }

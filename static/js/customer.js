@@ -194,6 +194,7 @@ function connect() {
   });
   signalling.addEventListener(ServerMessage.ENDED, ({ detail }) => {
     if (detail.status === "expired") finish("This session has expired", "Thank you. If you still need help, reply to your support ticket.");
+    else if (detail.status === "revoked") finish("This link was withdrawn", "Ask your support contact for a new link if you still need help.");
     else {
       finish("The session has ended", "Thank you for showing us.");
       $("rating-form").hidden = false;
@@ -201,6 +202,7 @@ function connect() {
   });
   signalling.addEventListener(ServerMessage.ERROR, ({ detail }) => {
     if (detail.code === ErrorCode.SESSION_ENDED) finish("This session has ended", "Thank you. You can close this page.");
+    else if (detail.code === ErrorCode.SESSION_REVOKED) finish("This link was withdrawn", "Ask your support contact for a new link if you still need help.");
     else if (detail.code === ErrorCode.SESSION_EXPIRED) finish("This link has expired", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.INVALID_TOKEN) finish("This link isn't valid", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.REPLACED) finish("Opened somewhere else", "This link was opened on another screen, so it stopped here.");

@@ -52,6 +52,7 @@ export const ErrorCode = Object.freeze({
   INVALID_TOKEN: "invalid_token",
   SESSION_EXPIRED: "session_expired",
   SESSION_ENDED: "session_ended",
+  SESSION_REVOKED: "session_revoked",
   FORBIDDEN: "forbidden",
   NO_VIDEO: "no_video",
   SNAPSHOT_LIMIT: "snapshot_limit",
@@ -69,6 +70,7 @@ export const FATAL_ERRORS = new Set([
   ErrorCode.INVALID_TOKEN,
   ErrorCode.SESSION_EXPIRED,
   ErrorCode.SESSION_ENDED,
+  ErrorCode.SESSION_REVOKED,
   ErrorCode.REPLACED,
 ]);
 

@@ -104,6 +104,9 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str) -> J
     if status is Status.ENDED:
         await _refuse(ws, ErrorCode.SESSION_ENDED, "this session has ended")
         return None
+    if status is Status.REVOKED:
+        await _refuse(ws, ErrorCode.SESSION_REVOKED, "this link was withdrawn")
+        return None
     if status is Status.EXPIRED:
         await _refuse(ws, ErrorCode.SESSION_EXPIRED, "this link has expired")
         return None

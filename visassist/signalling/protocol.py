@@ -30,6 +30,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_TOKEN = "invalid_token"
     SESSION_EXPIRED = "session_expired"
     SESSION_ENDED = "session_ended"
+    SESSION_REVOKED = "session_revoked"
     FORBIDDEN = "forbidden"
     NO_VIDEO = "no_video"
     SNAPSHOT_LIMIT = "snapshot_limit"
@@ -336,7 +337,7 @@ class Ended(_Message):
     """The session is over (ended by an agent or the API, or expired); the links no longer work."""
 
     type: Literal["ended"] = "ended"
-    status: Literal["ended", "expired"]
+    status: Literal["ended", "expired", "revoked"]
     outcome: str | None = None
 
 

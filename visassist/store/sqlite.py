@@ -636,3 +636,52 @@ class SqliteStore:
             "SELECT request_digest, session_id FROM idempotency_keys WHERE api_key_id = ? AND key = ?"
             " AND created_at >= ?", (api_key_id, key, _ts(since)))
         return None if row is None else (row["request_digest"], row["session_id"])
+
+    # Listing
+
+    async def list_sessions(self, *, ticket_id: str | None, status: str | None,
+                            created_after: datetime | None, created_before: datetime | None,
+                            before: tuple[str, str] | None, limit: int, now: datetime) -> list[Session]:
+        """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ticket_id is not None:
+            clauses.append("ticket_id = ?")
+            params.append(ticket_id)
+        if status in ("waiting", "live"):  # expiry is read off the clock
+            clauses.append("status = ? AND expires_at > ?")
+            params += [status, _ts(now)]
+        elif status == "expired":
+            clauses.append("(status = 'expired' OR (status IN ('waiting', 'live') AND expires_at <= ?))")
+            params.append(_ts(now))
+        elif status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if created_after is not None:
+            clauses.append("created_at >= ?")
+            params.append(_ts(created_after))
+        if created_before is not None:
+            clauses.append("created_at < ?")
+            params.append(_ts(created_before))
+        if before is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._all(f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+                               (*params, limit))
+        return [_session(r) for r in rows]
+
+    async def last_event_seq(self, session_id: str) -> int:
+        row = await self._one("SELECT MAX(seq) AS seq FROM events WHERE session_id = ?", (session_id,))
+        return int(row["seq"] or 0) if row is not None else 0
+
+    @shielded
+    async def revoke_session(self, session_id: str, actor: str, at: datetime) -> Event | None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'revoked', ended_at = ?"
+                " WHERE id = ? AND status IN ('waiting', 'live') AND expires_at > ?",
+                (_ts(at), session_id, _ts(at)))
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_event(db, session_id, EventType.SESSION_REVOKED, actor, {}, at)
