@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,3 +277,23 @@ async def test_customer_rating_once_after_the_end_and_as_a_webhook(
     assert receiver.received[0]["data"] == {"rating": 2, "comment": "slow"}
     record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
     assert record["rating"]["rating"] == 2
+
+
+def test_the_readme_verification_snippet_works() -> None:
+    """The snippet help desks copy must accept our signatures and refuse forgeries and replays."""
+    import re
+    import textwrap
+    import time
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [snippet] = re.findall(r"```python\n(.*?)```", readme, re.S)
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(snippet), namespace)
+    verified = namespace["verified"]
+    body = b'{"id":"evt_9","type":"session.ended"}'
+    header = webhooks.sign("whsec_abc", body, int(time.time()))
+    assert verified("whsec_abc", body, header)
+    assert not verified("whsec_abc", body.replace(b"9", b"8"), header)
+    assert not verified("whsec_other", body, header)
+    assert not verified("whsec_abc", body, webhooks.sign("whsec_abc", body, int(time.time()) - 600))
+    assert not verified("whsec_abc", body, "nonsense")
