@@ -249,6 +249,16 @@ async def get_snapshot_image(request: web.Request) -> web.Response:
     return await snapshot_image(ctx, snapshot, request.match_info["kind"])
 
 
+@routes.delete("/api/v1/tickets/{ticket_id}")
+async def erase_ticket(request: web.Request) -> web.Response:
+    """Erase a ticket's media and personal data (open sessions are revoked first); anonymous outcome
+    figures are kept, no longer linked to the ticket."""
+    key = await authenticate(request)
+    ticket_id = request.match_info["ticket_id"]
+    counts = await _ctx(request).sessions.erase_ticket(ticket_id, f"api:{key.id}")
+    return web.json_response({"ticket_id": ticket_id, "erased": counts})
+
+
 @routes.get("/api/v1/tickets/{ticket_id}")
 async def get_ticket(request: web.Request) -> web.Response:
     await authenticate(request)

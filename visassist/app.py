@@ -100,6 +100,15 @@ def build_context(settings: Settings) -> AppContext:
     )
 
 
+async def _purge_loop(ctx: AppContext) -> None:
+    while True:
+        try:
+            await ctx.sessions.purge()
+        except Exception:
+            log.exception("retention purge failed")
+        await asyncio.sleep(ctx.settings.purge_interval_seconds)
+
+
 async def _expiry_loop(ctx: AppContext) -> None:
     while True:
         await asyncio.sleep(ctx.settings.expiry_sweep_seconds)
@@ -120,12 +129,14 @@ def create_app(settings: Settings) -> web.Application:
         await ctx.store.open()
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
+        purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
         dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))
         dispatcher.start()
         yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, purger):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ctx.hub.close()
         await tasks.drain()
         await dispatcher.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,8 @@ class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
 
     async def get(self, key: str) -> bytes | None: ...
+
+    async def delete_prefix(self, prefix: str) -> None: ...
 
 
 class DirectoryBlobStore:
@@ -39,6 +42,10 @@ class DirectoryBlobStore:
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._write, self._path(key), data)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Remove everything stored under `prefix` (a session's or a snapshot's folder)."""
+        await asyncio.to_thread(shutil.rmtree, self._path(prefix), True)
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)

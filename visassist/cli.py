@@ -25,6 +25,11 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
              "default ./data)")
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return None if value is None or value == "" else int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visassist",
@@ -52,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="STUN or TURN server for browsers and the server, 'stun:HOST:PORT' or "
              "'turn:HOST:PORT|USER|PASSWORD'; repeat for several (env VISASSIST_ICE_SERVERS, "
              "comma-separated; default none)")
+    serve.add_argument(
+        "--retention-media-days", type=int, default=_env_int("VISASSIST_RETENTION_MEDIA_DAYS"),
+        metavar="DAYS", help="remove snapshots and their images this many days after a session ended "
+                             "(env VISASSIST_RETENTION_MEDIA_DAYS; default: keep)")
+    serve.add_argument(
+        "--retention-chat-days", type=int, default=_env_int("VISASSIST_RETENTION_CHAT_DAYS"),
+        metavar="DAYS", help="remove chat text this many days after it was written "
+                             "(env VISASSIST_RETENTION_CHAT_DAYS; default: keep)")
     serve.add_argument("--log-level", default=os.environ.get("VISASSIST_LOG_LEVEL", "INFO"),
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log verbosity (env VISASSIST_LOG_LEVEL; default INFO)")
@@ -73,11 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     addresses = args.ice_address if args.ice_address is not None else env_list(
         "VISASSIST_ICE_ADDRESSES")
+    for days in (args.retention_media_days, args.retention_chat_days):
+        if days is not None and days < 1:
+            raise ValueError("retention is a number of days, 1 or more")
     servers = args.ice_server if args.ice_server is not None else env_list("VISASSIST_ICE_SERVERS")
     return Settings(host=args.host, port=args.port, data_dir=args.data_dir,
                     public_url=args.public_url, ice_addresses=tuple(addresses),
                     ice_servers=tuple(parse_ice_server(s) for s in servers),
-                    log_level=args.log_level)
+                    log_level=args.log_level, retention_media_days=args.retention_media_days,
+                    retention_chat_days=args.retention_chat_days)
 
 
 def serve(settings: Settings) -> None:

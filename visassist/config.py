@@ -48,6 +48,11 @@ class Settings:
     # How often live sessions are checked for expiry.
     expiry_sweep_seconds: float = 5.0
     log_level: str = "INFO"
+    # Retention: snapshots (and their images) and chat text are removed this many days after the
+    # session ended; None keeps them until the ticket is erased.
+    retention_media_days: int | None = None
+    retention_chat_days: int | None = None
+    purge_interval_seconds: float = 3600.0
     # Webhook retries: first after this many seconds, doubling (with jitter) up to the cap.
     webhook_retry_base: float = 5.0
     webhook_retry_cap: float = 600.0

@@ -75,6 +75,8 @@ class EventType(enum.StrEnum):
     SESSION_EXPIRED = "session.expired"
     SESSION_RATED = "session.rated"
     SESSION_REVOKED = "session.revoked"
+    TICKET_ERASED = "ticket.erased"
+    RETENTION_PURGED = "retention.purged"
 
 
 class SnapshotSource(enum.StrEnum):

@@ -155,7 +155,17 @@ def document() -> dict[str, Any]:
                 "parameters": [{"name": "delivery_id", "in": "path", "required": True,
                                 "schema": {"type": "integer"}}],
                 "responses": {"202": {"description": "Queued"}, **_errors(401, 404)}}},
-            "/api/v1/tickets/{ticket_id}": {"get": {
+            "/api/v1/tickets/{ticket_id}": {"delete": {
+                "operationId": "eraseTicket",
+                "summary": "Erase a ticket's media and personal data; anonymous figures stay",
+                "parameters": [{"name": "ticket_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "What was erased", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "ticket_id": {"type": "string"},
+                        "erased": {"type": "object", "additionalProperties": {"type": "integer"}}}}}}},
+                    **_errors(401, 404)}},
+                "get": {
                 "operationId": "getTicket", "summary": "The ticket's record: every session",
                 "parameters": [{"name": "ticket_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],

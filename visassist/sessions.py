@@ -229,6 +229,34 @@ class SessionService:
         log.info("session %s revoked", session_id)
         return await self.get(session_id)
 
+    async def erase_ticket(self, ticket_id: str, actor: str) -> dict[str, int]:
+        """Right to erasure: media and personal data go; anonymous outcome figures stay."""
+        for session in await self.store.sessions_for_ticket(ticket_id):
+            if session.effective_status() in (Status.WAITING, Status.LIVE):
+                await self.revoke(session.id, actor)
+        counts, session_ids = await self.store.erase_ticket(ticket_id, actor, utcnow())
+        if not session_ids:
+            raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+        for session_id in session_ids:
+            await self.blobs.delete_prefix(f"sessions/{session_id}")
+        log.info("ticket %s erased: %s", ticket_id, counts)
+        return counts
+
+    async def purge(self) -> dict[str, int]:
+        """The scheduled retention purge; logs what it removed."""
+        now = utcnow()
+        media = self.settings.retention_media_days
+        chat = self.settings.retention_chat_days
+        counts, removed = await self.store.purge(
+            None if media is None else now - timedelta(days=media),
+            None if chat is None else now - timedelta(days=chat), now)
+        for _, prefix in removed:
+            await self.blobs.delete_prefix(prefix)
+        if any(counts.values()):
+            log.info("retention purge removed %d snapshots and %d chat messages",
+                     counts["snapshots"], counts["chat_messages"])
+        return counts
+
     async def expire_due(self) -> int:
         """Close sessions whose time is up; returns how many were expired."""
         now = utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -685,3 +686,89 @@ class SqliteStore:
             if cursor.rowcount != 1:
                 return None
             return await self._insert_event(db, session_id, EventType.SESSION_REVOKED, actor, {}, at)
+
+    # Retention and erasure
+
+    # What erasure removes from events: personal text, and the link back to the ticket.
+    PERSONAL_KEYS = ("name", "text", "comment", "notes", "ticket_id")
+
+    async def _scrub_events(self, db: aiosqlite.Connection, session_ids: list[str],
+                            types: tuple[str, ...] | None = None, before: datetime | None = None) -> int:
+        """Drop personal fields from events' data (the event itself, its type and time, stay)."""
+        marks = ",".join("?" * len(session_ids))
+        sql = f"SELECT seq, data FROM events WHERE session_id IN ({marks})"
+        params: list[Any] = list(session_ids)
+        if types is not None:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params += list(types)
+        if before is not None:
+            sql += " AND at < ?"
+            params.append(_ts(before))
+        scrubbed = 0
+        for row in await self._all(sql, tuple(params)):
+            data = json.loads(row["data"])
+            if any(k in data for k in self.PERSONAL_KEYS):
+                clean = {k: v for k, v in data.items() if k not in self.PERSONAL_KEYS} | {"erased": True}
+                await db.execute("UPDATE events SET data = ? WHERE seq = ?", (json.dumps(clean), row["seq"]))
+                scrubbed += 1
+        return scrubbed
+
+    @shielded
+    async def erase_ticket(self, ticket_id: str, actor: str,
+                           at: datetime) -> tuple[dict[str, int], list[str]]:
+        """Erase a ticket's personal data and media; keep anonymous figures (tier, times, outcome).
+
+        Returns the counts and the session ids whose blobs the caller removes (after the commit, so a
+        row never points at a deleted image)."""
+        async with self._transaction() as db:
+            rows = await self._all("SELECT id FROM sessions WHERE ticket_id = ?", (ticket_id,))
+            ids = [r["id"] for r in rows]
+            if not ids:
+                return {}, []
+            marks = ",".join("?" * len(ids))
+            snapshots = await self._one(f"SELECT COUNT(*) AS n FROM snapshots WHERE session_id IN ({marks})",
+                                        tuple(ids))
+            await db.execute(f"DELETE FROM snapshots WHERE session_id IN ({marks})", tuple(ids))
+            await db.execute(
+                f"UPDATE participants SET name = role WHERE session_id IN ({marks})", tuple(ids))
+            await db.execute(f"UPDATE ratings SET comment = '' WHERE session_id IN ({marks})", tuple(ids))
+            await db.execute(f"UPDATE deliveries SET payload = '{{\"erased\":true}}'"
+                             f" WHERE session_id IN ({marks})", tuple(ids))
+            chats = await self._scrub_events(db, ids, ("chat.message",))
+            await self._scrub_events(db, ids)
+            anonymous = f"erased-{secrets.token_hex(6)}"
+            await db.execute(
+                f"UPDATE sessions SET ticket_id = ?, customer = '{{}}', notes = NULL"
+                f" WHERE id IN ({marks})", (anonymous, *ids))
+            for session_id in ids:
+                await self._insert_event(db, session_id, EventType.TICKET_ERASED, actor, {}, at)
+            counts = {"sessions": len(ids), "snapshots": int(snapshots["n"]) if snapshots else 0,
+                      "chat_messages": chats}
+            return counts, ids
+
+    @shielded
+    async def purge(self, media_before: datetime | None, chat_before: datetime | None,
+                    at: datetime) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """Retention: remove snapshots of sessions that ended before `media_before`, and chat text
+        older than `chat_before`. Returns counts and the (session id, blob prefix) pairs to delete."""
+        removed: list[tuple[str, str]] = []
+        chats = 0
+        async with self._transaction() as db:
+            if media_before is not None:
+                rows = await self._all(
+                    "SELECT s.session_id, s.id FROM snapshots s JOIN sessions x ON x.id = s.session_id"
+                    " WHERE x.ended_at IS NOT NULL AND x.ended_at < ?", (_ts(media_before),))
+                for row in rows:
+                    await db.execute("DELETE FROM snapshots WHERE id = ?", (row["id"],))
+                    removed.append((row["session_id"], f"sessions/{row['session_id']}/snapshots/{row['id']}"))
+                for session_id in sorted({r["session_id"] for r in rows}):
+                    count = sum(1 for r in rows if r["session_id"] == session_id)
+                    await self._insert_event(db, session_id, EventType.RETENTION_PURGED, "system",
+                                             {"snapshots": count}, at)
+            if chat_before is not None:
+                ids = [r["session_id"] for r in await self._all(
+                    "SELECT DISTINCT session_id FROM events WHERE type = 'chat.message' AND at < ?",
+                    (_ts(chat_before),))]
+                if ids:
+                    chats = await self._scrub_events(db, ids, ("chat.message",), chat_before)
+        return {"snapshots": len(removed), "chat_messages": chats}, removed

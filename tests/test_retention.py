@@ -1,0 +1,138 @@
+"""Retention and erasure: media and personal data go when they should, never early; figures stay."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.utils import FakeParticipant, MarkerTrack, token_of
+from visassist.app import create_app
+from visassist.config import Settings
+from visassist.context import AppContext
+from visassist.store import SqliteStore
+from visassist.tokens import digest, new_api_key, new_id
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+async def start(aiohttp_client: ClientFactory, settings: Settings) -> tuple[TestClient, dict[str, str]]:
+    client = await aiohttp_client(create_app(settings))
+    key = new_api_key()
+    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
+    return client, {"Authorization": f"Bearer {key}"}
+
+
+async def session_with_snapshot_and_chat(client: TestClient, auth: dict[str, str],
+                                         ticket: str, end: bool = True) -> dict[str, Any]:
+    session = await (await client.post("/api/v1/sessions", json={"ticket_id": ticket, "tier": 2,
+                                                                  "customer": {"name": "Ana Pereira"}},
+                                       headers=auth)).json()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        await customer.join()
+        await customer.negotiate(send=MarkerTrack())
+        await agent.media("camera", "live")
+        await customer.send({"type": "chat", "text": "my address is 12 Rua Nova"})
+        await agent.expect("chat")
+        await agent.send({"type": "snapshot", "request_id": "r", "annotations": []})
+        await agent.expect("snapshot.stored")
+        if end:
+            await agent.send({"type": "end", "outcome": "resolved", "notes": "Ana's router, serial 123"})
+            await agent.expect("ended")
+    finally:
+        await customer.close()
+        await agent.close()
+    return dict(session)
+
+
+async def age(client: TestClient, session_id: str, days: int) -> None:
+    """Pretend the session ended, and its chat was written, `days` ago."""
+    store = client.app[AppContext.KEY].store
+    assert isinstance(store, SqliteStore)
+    await store.db.execute(
+        "UPDATE sessions SET ended_at = datetime(ended_at, ?) WHERE id = ?", (f"-{days} days", session_id))
+    await store.db.execute(
+        "UPDATE sessions SET ended_at = replace(ended_at, ' ', 'T') || '.000000+00:00' WHERE id = ?",
+        (session_id,))
+    await store.db.execute(
+        "UPDATE events SET at = replace(datetime(at, ?), ' ', 'T') || '.000000+00:00' WHERE session_id = ?",
+        (f"-{days} days", session_id))
+
+
+async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: ClientFactory,
+                                                             settings: Settings) -> None:
+    client, auth = await start(aiohttp_client, settings)
+    ended = await session_with_snapshot_and_chat(client, auth, "ZD-ERASE")
+    live = await session_with_snapshot_and_chat(client, auth, "ZD-ERASE", end=False)
+    await session_with_snapshot_and_chat(client, auth, "ZD-KEEP")
+    await client.post(f"/s/{token_of(ended['customer_url'])}/rating",
+                      json={"rating": 5, "comment": "Ana says hi"})
+    before = await (await client.get(f"/api/v1/sessions/{ended['id']}", headers=auth)).json()
+    snapshot = before["snapshots"][0]
+
+    response = await client.delete("/api/v1/tickets/ZD-ERASE", headers=auth)
+    assert response.status == 200
+    assert (await response.json())["erased"] == {"sessions": 2, "snapshots": 2, "chat_messages": 2}
+    assert (await client.get("/api/v1/tickets/ZD-ERASE", headers=auth)).status == 404
+    assert (await client.get(snapshot["raw_url"], headers=auth)).status == 404
+    data_dir = settings.blob_dir / "sessions"
+    assert not (data_dir / ended["id"]).exists() and not (data_dir / live["id"]).exists()
+
+    for session in (ended, live):
+        record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+        text = str(record)
+        for personal in ("Ana", "Rua Nova", "serial 123", "ZD-ERASE"):
+            assert personal not in text, personal
+        assert record["snapshots"] == [] and record["customer"] == {}
+        assert record["events"][-1]["type"] == "ticket.erased"
+    figures = await (await client.get(f"/api/v1/sessions/{ended['id']}", headers=auth)).json()
+    assert figures["outcome"]["outcome"] == "resolved" and figures["duration_seconds"] > 0
+    assert figures["tier"] == 2 and figures["rating"]["rating"] == 5
+    assert (await client.get(f"/api/v1/sessions/{live['id']}", headers=auth)).status == 200
+    assert (await (await client.get(f"/api/v1/sessions/{live['id']}", headers=auth)).json())["status"] == \
+        "revoked", "an open session is revoked before it is erased"
+    # Another ticket is untouched.
+    kept = await (await client.get("/api/v1/tickets/ZD-KEEP", headers=auth)).json()
+    assert len(kept["sessions"][0]["snapshots"]) == 1
+    assert (await client.delete("/api/v1/tickets/ZD-ERASE", headers=auth)).status == 404
+
+
+async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: ClientFactory,
+                                                              settings: Settings) -> None:
+    settings = replace(settings, retention_media_days=30, retention_chat_days=7)
+    client, auth = await start(aiohttp_client, settings)
+    old = await session_with_snapshot_and_chat(client, auth, "ZD-OLD")
+    mid = await session_with_snapshot_and_chat(client, auth, "ZD-MID")
+    new = await session_with_snapshot_and_chat(client, auth, "ZD-NEW")
+    await age(client, old["id"], 31)
+    await age(client, mid["id"], 8)
+    counts = await client.app[AppContext.KEY].sessions.purge()
+    assert counts == {"snapshots": 1, "chat_messages": 2}
+
+    def chats(record: dict[str, Any]) -> list[dict[str, Any]]:
+        return [e["data"] for e in record["events"] if e["type"] == "chat.message"]
+
+    old_record = await (await client.get(f"/api/v1/sessions/{old['id']}", headers=auth)).json()
+    assert old_record["snapshots"] == [] and chats(old_record)[0].get("erased") is True
+    assert old_record["events"][-1]["type"] == "retention.purged"
+    mid_record = await (await client.get(f"/api/v1/sessions/{mid['id']}", headers=auth)).json()
+    assert len(mid_record["snapshots"]) == 1, "media kept: 8 days < 30"
+    assert "text" not in chats(mid_record)[0], "chat removed: 8 days > 7"
+    new_record = await (await client.get(f"/api/v1/sessions/{new['id']}", headers=auth)).json()
+    assert len(new_record["snapshots"]) == 1 and chats(new_record)[0]["text"] == "my address is 12 Rua Nova"
+    assert await client.app[AppContext.KEY].sessions.purge() == {"snapshots": 0, "chat_messages": 0}
+
+
+async def test_without_retention_settings_nothing_is_purged(aiohttp_client: ClientFactory,
+                                                           settings: Settings) -> None:
+    client, auth = await start(aiohttp_client, settings)
+    old = await session_with_snapshot_and_chat(client, auth, "ZD-ANCIENT")
+    await age(client, old["id"], 3650)
+    assert await client.app[AppContext.KEY].sessions.purge() == {"snapshots": 0, "chat_messages": 0}
+    record = await (await client.get(f"/api/v1/sessions/{old['id']}", headers=auth)).json()
+    assert len(record["snapshots"]) == 1
