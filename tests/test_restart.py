@@ -29,17 +29,23 @@ VISASSIST = str(Path(sys.executable).with_name("visassist"))
 
 @contextlib.asynccontextmanager
 async def server(data_dir: Path, port: int, stop: signal.Signals = signal.SIGTERM) -> AsyncIterator[str]:
-    process = await asyncio.create_subprocess_exec(
-        VISASSIST, "serve", "--port", str(port), "--data-dir", str(data_dir), "--ice-address", "127.0.0.1",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The log goes to a file: a pipe nobody reads fills up and stalls a busy server.
+    log_path = data_dir.parent / f"serve-{port}.log"
+    with open(log_path, "ab") as log:  # noqa: ASYNC230 (opening a local file)
+        process = await asyncio.create_subprocess_exec(
+            VISASSIST, "serve", "--port", str(port), "--data-dir", str(data_dir),
+            "--ice-address", "127.0.0.1", stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until_healthy(base)
         yield base
     finally:
         process.send_signal(stop)
-        output = (await asyncio.wait_for(process.communicate(), 20))[0].decode()
-        assert "Traceback" not in output, output
+        await asyncio.wait_for(process.wait(), 20)
+        output = log_path.read_text()
+        # aiohttp's own parser logs malformed requests (schemathesis probes NUL bytes): not ours.
+        ours = [block for block in output.split("Traceback")[1:] if "BadHttpMessage" not in block]
+        assert not ours, output
 
 
 def create_key(data_dir: Path) -> str:

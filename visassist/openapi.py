@@ -44,6 +44,14 @@ WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"
 SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def _session_links() -> dict[str, Any]:
+    """OpenAPI links: what a created session's id unlocks (clients and schemathesis follow them)."""
+    by_id = {"session_id": "$response.body#/id"}
+    return {name: {"operationId": operation, "parameters": by_id} for name, operation in (
+        ("GetSession", "getSession"), ("EndSession", "endSession"), ("RevokeSession", "revokeSession"),
+        ("InviteParticipant", "inviteParticipant"), ("ListSnapshots", "listSnapshots"))}
+
+
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, WebhookIn, ErrorOut,
                                      SessionOut, InvitedOut, SnapshotListOut, TicketOut, WebhookCreatedOut,
@@ -84,8 +92,9 @@ def document() -> dict[str, Any]:
                                 "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(CreateSessionIn)}}},
-                "responses": {"201": _json(SessionOut, "Created, with customer_url and agent_url "
-                                                       "(also returned by GET while the session is open)"),
+                "responses": {"201": {**_json(SessionOut, "Created, with customer_url and agent_url "
+                                                          "(also returned by GET while the session is open)"),
+                                      "links": _session_links()},
                               **_errors(400, 401, 413, 422)}}},
             "/api/v1/sessions/{session_id}": {"get": {
                 "operationId": "getSession", "summary": "A session with its timeline and snapshots",
