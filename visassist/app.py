@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from visassist import api, pages, tasks
+from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
 from visassist.config import Settings
 from visassist.context import AppContext
@@ -131,6 +132,14 @@ def create_app(settings: Settings) -> web.Application:
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
         dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))
+        zendesk = None
+        if settings.zendesk_url and settings.zendesk_email and settings.zendesk_token:
+            zendesk = ZendeskConfig(settings.zendesk_url.rstrip("/"), settings.zendesk_email,
+                                    settings.zendesk_token)
+            dispatcher.adapters["zendesk"] = ZendeskAdapter(zendesk, ctx.store, ctx.blobs,
+                                                            settings.base_url, dispatcher.http)
+        await ctx.store.ensure_internal_webhook("whk_zendesk", "zendesk:", ["session.ended"],
+                                                enabled=zendesk is not None)
         dispatcher.start()
         yield
         for task in (sweeper, purger):

@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-chat-days", type=int, default=_env_int("VISASSIST_RETENTION_CHAT_DAYS"),
         metavar="DAYS", help="remove chat text this many days after it was written "
                              "(env VISASSIST_RETENTION_CHAT_DAYS; default: keep)")
+    serve.add_argument("--zendesk-url", default=os.environ.get("VISASSIST_ZENDESK_URL"),
+                       help="your Zendesk, e.g. https://acme.zendesk.com: when a session ends, add an "
+                            "internal note with the snapshots to the ticket (env VISASSIST_ZENDESK_URL)")
+    serve.add_argument("--zendesk-email", default=os.environ.get("VISASSIST_ZENDESK_EMAIL"),
+                       help="the Zendesk agent the API token belongs to (env VISASSIST_ZENDESK_EMAIL)")
+    serve.add_argument("--zendesk-token", default=os.environ.get("VISASSIST_ZENDESK_TOKEN"),
+                       help="a Zendesk API token; prefer the environment variable "
+                            "VISASSIST_ZENDESK_TOKEN, which other users cannot see in ps")
     serve.add_argument("--log-level", default=os.environ.get("VISASSIST_LOG_LEVEL", "INFO"),
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log verbosity (env VISASSIST_LOG_LEVEL; default INFO)")
@@ -86,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     addresses = args.ice_address if args.ice_address is not None else env_list(
         "VISASSIST_ICE_ADDRESSES")
+    zendesk = (args.zendesk_url, args.zendesk_email, args.zendesk_token)
+    if any(zendesk) and not all(zendesk):
+        raise ValueError("the Zendesk adapter needs --zendesk-url, --zendesk-email and --zendesk-token")
     for days in (args.retention_media_days, args.retention_chat_days):
         if days is not None and days < 1:
             raise ValueError("retention is a number of days, 1 or more")
@@ -94,7 +105,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     public_url=args.public_url, ice_addresses=tuple(addresses),
                     ice_servers=tuple(parse_ice_server(s) for s in servers),
                     log_level=args.log_level, retention_media_days=args.retention_media_days,
-                    retention_chat_days=args.retention_chat_days)
+                    retention_chat_days=args.retention_chat_days, zendesk_url=args.zendesk_url,
+                    zendesk_email=args.zendesk_email, zendesk_token=args.zendesk_token)
 
 
 def serve(settings: Settings) -> None:

@@ -53,6 +53,10 @@ class Settings:
     retention_media_days: int | None = None
     retention_chat_days: int | None = None
     purge_interval_seconds: float = 3600.0
+    # Zendesk adapter: set all three to add an internal note with snapshots when a session ends.
+    zendesk_url: str | None = None
+    zendesk_email: str | None = None
+    zendesk_token: str | None = None
     # Webhook retries: first after this many seconds, doubling (with jitter) up to the cap.
     webhook_retry_base: float = 5.0
     webhook_retry_cap: float = 600.0

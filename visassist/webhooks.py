@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from visassist.adapters import Adapter, AdapterError
 from visassist.models import EventType, iso, utcnow
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Dispatcher:
     """Sends due deliveries; wakes at once when an event is recorded, else polls every second."""
 
     def __init__(self, store: Store, backoff: Backoff, timeout: float = 10.0) -> None:
+        self.adapters: dict[str, Adapter] = {}  # by URL scheme: help desks spoken to in their own API
         self.store = store
         self.backoff = backoff
         self.timeout = timeout
@@ -127,9 +129,14 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                               headers={"User-Agent": "visassist-webhooks"})
+        return self._http
+
     def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                           headers={"User-Agent": "visassist-webhooks"})
         self.store.on_enqueue = self.wake.set
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
@@ -159,7 +166,6 @@ class Dispatcher:
         return len(due)
 
     async def _deliver(self, delivery: dict[str, Any]) -> None:
-        assert self._http is not None
         body = delivery["payload"].encode()
         headers = {"Content-Type": "application/json",
                    SIGNATURE_HEADER: sign(delivery["secret"], body, int(time.time())),
@@ -169,12 +175,18 @@ class Dispatcher:
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
+        adapter = self.adapters.get(delivery["url"].split(":", 1)[0])
         try:
-            async with self._http.post(delivery["url"], data=body, headers=headers) as response:
-                status = response.status
-                await response.read()
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
+            if adapter is not None:
+                status = await adapter.deliver(json.loads(body))
+            else:
+                async with self.http.post(delivery["url"], data=body, headers=headers) as response:
+                    status = response.status
+                    await response.read()
+                    if not 200 <= status < 300:
+                        error = f"HTTP {status}"
+        except AdapterError as exc:
+            status, error = exc.status, str(exc)[:300]
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         duration_ms = int((time.monotonic() - started) * 1000)

@@ -118,3 +118,6 @@ class Store(Protocol):
 
     async def purge(self, media_before: datetime | None, chat_before: datetime | None,
                     at: datetime) -> tuple[dict[str, int], list[tuple[str, str]]]: ...
+
+    async def ensure_internal_webhook(self, endpoint_id: str, url: str, events: list[str],
+                                      enabled: bool) -> None: ...

@@ -772,3 +772,18 @@ class SqliteStore:
                 if ids:
                     chats = await self._scrub_events(db, ids, ("chat.message",), chat_before)
         return {"snapshots": len(removed), "chat_messages": chats}, removed
+
+    @shielded
+    async def ensure_internal_webhook(self, endpoint_id: str, url: str, events: list[str],
+                                      enabled: bool) -> None:
+        """An adapter's endpoint: present and active while the adapter is configured, else disabled."""
+        async with self._transaction() as db:
+            if enabled:
+                await db.execute(
+                    "INSERT INTO webhook_endpoints (id, url, secret, events, created_at)"
+                    " VALUES (?, ?, '', ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
+                    " events = excluded.events, disabled_at = NULL",
+                    (endpoint_id, url, json.dumps(events), _ts(utcnow())))
+            else:
+                await db.execute("UPDATE webhook_endpoints SET disabled_at = ? WHERE id = ?"
+                                 " AND disabled_at IS NULL", (_ts(utcnow()), endpoint_id))
