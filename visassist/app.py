@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from visassist import api, pages, tasks
+from visassist import api, pages, signin, tasks
+from visassist.accounts import SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
 from visassist.config import Settings
@@ -50,6 +52,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a clear 4xx (JSON on the API, a page for people); never a stack trace."""
     try:
         return await handler(request)
+    except SignInRequired:
+        if _is_api(request):
+            return _json_error(401, "sign_in_required", "sign in first")
+        raise web.HTTPSeeOther(f"/login?{urlencode({'next': request.path_qs})}") from None
     except ClientError as exc:
         if _is_api(request):
             response = web.json_response(exc.body(), status=exc.status)
@@ -161,6 +167,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(disconnect_everyone)
     app.add_routes(api.routes)
     app.add_routes(pages.routes)
+    app.add_routes(signin.routes)
     app.router.add_get("/ws", signalling.handle)
     app.router.add_static("/static", pages.ROOT / "static", append_version=False)
     return app

@@ -131,6 +131,7 @@ class Participant:
     role: Role
     name: str
     created_at: datetime
+    user_id: str | None = None  # for staff links: the signed-in person the link is bound to
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, cast
 import jinja2
 from aiohttp import web
 
+from visassist.accounts import admit_staff
 from visassist.api import read_json, snapshot_image
 from visassist.context import AppContext
 from visassist.errors import ClientError, NotFound
@@ -58,6 +59,8 @@ async def _participant(request: web.Request, role: Role) -> tuple[Participant, S
         raise PageError(404, "invalid_token", "This link isn't valid",
                         "Check that you opened the whole link you were sent, or ask your support "
                         "contact for a new one.")
+    if participant.role.staff:
+        await admit_staff(request, participant)
     session = await ctx.sessions.get(participant.session_id)
     return participant, session
 

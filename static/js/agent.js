@@ -139,6 +139,10 @@ signalling.addEventListener(ServerMessage.ENDED, ({ detail }) => {
   renderState();
 });
 signalling.addEventListener(ServerMessage.ERROR, ({ detail }) => {
+  if (detail.code === ErrorCode.SIGN_IN_REQUIRED) {
+    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
   if ([ErrorCode.SESSION_ENDED, ErrorCode.SESSION_EXPIRED, ErrorCode.SESSION_REVOKED].includes(detail.code)) {
     ended = true;
     renderState();

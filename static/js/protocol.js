@@ -49,6 +49,7 @@ export const ErrorCode = Object.freeze({
   INVALID_MESSAGE: "invalid_message",
   UNSUPPORTED_PROTOCOL: "unsupported_protocol",
   NOT_AUTHENTICATED: "not_authenticated",
+  SIGN_IN_REQUIRED: "sign_in_required",
   INVALID_TOKEN: "invalid_token",
   SESSION_EXPIRED: "session_expired",
   SESSION_ENDED: "session_ended",
@@ -68,6 +69,7 @@ export const ErrorCode = Object.freeze({
 export const FATAL_ERRORS = new Set([
   ErrorCode.UNSUPPORTED_PROTOCOL,
   ErrorCode.INVALID_TOKEN,
+  ErrorCode.SIGN_IN_REQUIRED,
   ErrorCode.SESSION_EXPIRED,
   ErrorCode.SESSION_ENDED,
   ErrorCode.SESSION_REVOKED,

@@ -8,6 +8,7 @@ import logging
 from aiohttp import WSMsgType, web
 from av import VideoFrame
 
+from visassist import accounts
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
@@ -49,8 +50,12 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     # aiohttp's own limit is a backstop; our lower limit answers with an error message instead.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=4 * ctx.settings.max_ws_message_bytes)
     await ws.prepare(request)
+    if not accounts.same_origin(request):
+        # A page on another site must not drive a session with a signed-in agent's cookies.
+        await _refuse(ws, ErrorCode.FORBIDDEN, "connections from other sites are refused")
+        return ws
     try:
-        joined = await _handshake(ctx, ws, public_base(request))
+        joined = await _handshake(ctx, ws, public_base(request), request)
     except (ConnectionError, asyncio.CancelledError):
         raise
     except Exception:
@@ -69,7 +74,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str) -> Joined | None:
+async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
+                     request: web.Request) -> Joined | None:
     try:
         first = await ws.receive(timeout=HELLO_TIMEOUT)
     except TimeoutError:
@@ -99,6 +105,15 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str) -> J
     if participant is None:
         await _refuse(ws, ErrorCode.INVALID_TOKEN, "this link is not valid")
         return None
+    if participant.role.staff:
+        try:
+            await accounts.admit_staff(request, participant)
+        except accounts.SignInRequired as exc:
+            await _refuse(ws, ErrorCode.SIGN_IN_REQUIRED, exc.message)
+            return None
+        except ClientError as exc:
+            await _refuse(ws, ErrorCode.FORBIDDEN, exc.message)
+            return None
     session = await ctx.sessions.get(participant.session_id)
     status = session.effective_status()
     if status is Status.ENDED:

@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_MESSAGE = "invalid_message"
     UNSUPPORTED_PROTOCOL = "unsupported_protocol"
     NOT_AUTHENTICATED = "not_authenticated"
+    SIGN_IN_REQUIRED = "sign_in_required"
     INVALID_TOKEN = "invalid_token"
     SESSION_EXPIRED = "session_expired"
     SESSION_ENDED = "session_ended"

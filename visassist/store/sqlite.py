@@ -135,6 +135,36 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL,
         PRIMARY KEY (api_key_id, key)
     );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT
+    );
+    CREATE TABLE web_sessions (
+        digest TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE login_failures (
+        key TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures (key, at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    ALTER TABLE participants ADD COLUMN user_id TEXT;
     CREATE TABLE ratings (
         session_id TEXT PRIMARY KEY REFERENCES sessions (id),
         rating INTEGER NOT NULL,
@@ -208,7 +238,7 @@ def _participant(row: aiosqlite.Row) -> Participant:
     created_at = _dt(row["created_at"])
     assert created_at is not None
     return Participant(id=row["id"], session_id=row["session_id"], role=Role(row["role"]),
-                       name=row["name"], created_at=created_at)
+                       name=row["name"], created_at=created_at, user_id=row["user_id"])
 
 
 def _api_key(row: aiosqlite.Row) -> ApiKey:
@@ -787,3 +817,112 @@ class SqliteStore:
             else:
                 await db.execute("UPDATE webhook_endpoints SET disabled_at = ? WHERE id = ?"
                                  " AND disabled_at IS NULL", (_ts(utcnow()), endpoint_id))
+
+    # Accounts (people who sign in to the console and the admin page)
+
+    @shielded
+    async def create_user(self, user_id: str, email: str, name: str, role: str, password_hash: str,
+                          actor: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO users (id, email, name, role, password_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, email, name, role, password_hash, _ts(utcnow())))
+            await self._audit(db, actor, "user.create", user_id, {"email": email, "role": role})
+
+    async def user_by_email(self, email: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM users WHERE email = ?", (email,))
+        return None if row is None else dict(row)
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
+        return None if row is None else dict(row)
+
+    async def users(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM users ORDER BY created_at", ())]
+
+    async def has_users(self) -> bool:
+        return await self._one("SELECT 1 FROM users LIMIT 1", ()) is not None
+
+    @shielded
+    async def set_user_disabled(self, user_id: str, disabled: bool, actor: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE users SET disabled_at = ? WHERE id = ?",
+                                      (_ts(utcnow()) if disabled else None, user_id))
+            if disabled:
+                await db.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
+            await self._audit(db, actor, "user.disable" if disabled else "user.enable", user_id, {})
+            return cursor.rowcount == 1
+
+    @shielded
+    async def rehash_password(self, user_id: str, password_hash: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    @shielded
+    async def create_web_session(self, token_digest: str, user_id: str, csrf: str,
+                                 expires_at: datetime) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM web_sessions WHERE expires_at < ?", (_ts(utcnow()),))
+            await db.execute(
+                "INSERT INTO web_sessions (digest, user_id, csrf, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (token_digest, user_id, csrf, _ts(utcnow()), _ts(expires_at)))
+
+    async def web_session(self, token_digest: str, now: datetime) -> dict[str, Any] | None:
+        row = await self._one(
+            "SELECT w.csrf, u.* FROM web_sessions w JOIN users u ON u.id = w.user_id"
+            " WHERE w.digest = ? AND w.expires_at > ? AND u.disabled_at IS NULL", (token_digest, _ts(now)))
+        return None if row is None else dict(row)
+
+    @shielded
+    async def end_web_session(self, token_digest: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM web_sessions WHERE digest = ?", (token_digest,))
+
+    @shielded
+    async def login_failure(self, keys: list[str], at: datetime) -> None:
+        async with self._transaction() as db:
+            for key in keys:
+                await db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, _ts(at)))
+
+    async def login_failures(self, key: str, since: datetime) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM login_failures WHERE key = ? AND at > ?",
+                              (key, _ts(since)))
+        return int(row["n"]) if row else 0
+
+    @shielded
+    async def bind_participant(self, participant_id: str, user_id: str) -> str:
+        """Bind a staff link to the first person who signs in with it; returns the bound user id."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE participants SET user_id = ? WHERE id = ? AND user_id IS NULL",
+                             (user_id, participant_id))
+            row = await self._one("SELECT user_id FROM participants WHERE id = ?", (participant_id,))
+            assert row is not None
+            return str(row["user_id"])
+
+    # Audit log of admin actions
+
+    async def _audit(self, db: aiosqlite.Connection, actor: str, action: str, target: str,
+                     data: dict[str, Any]) -> None:
+        await db.execute("INSERT INTO audit_log (at, actor, action, target, data) VALUES (?, ?, ?, ?, ?)",
+                         (_ts(utcnow()), actor, action, target, json.dumps(data)))
+
+    @shielded
+    async def audit(self, actor: str, action: str, target: str, data: dict[str, Any]) -> None:
+        async with self._transaction() as db:
+            await self._audit(db, actor, action, target, data)
+
+    async def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    @shielded
+    async def revoke_api_key(self, key_id: str, actor: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (_ts(utcnow()), key_id))
+            if cursor.rowcount == 1:
+                await self._audit(db, actor, "api_key.revoke", key_id, {})
+            return cursor.rowcount == 1
