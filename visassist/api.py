@@ -286,12 +286,13 @@ def _webhook_view(endpoint: dict[str, Any]) -> dict[str, Any]:
 @routes.post("/api/v1/webhooks")
 async def create_webhook(request: web.Request) -> web.Response:
     """Register a receiver; the answer carries its signing secret, shown once."""
-    await authenticate(request)
+    key = await authenticate(request)
     body = await read_json(request, WebhookIn)
     ctx = _ctx(request)
     endpoint_id, secret = new_id("whk"), webhooks.new_secret()
     events: list[str] = list(dict.fromkeys(body.events))
     await ctx.store.create_webhook(endpoint_id, body.url, secret, events)
+    await ctx.store.audit(f"api:{key.id}", "webhook.create", endpoint_id, {"url": body.url, "events": events})
     created = next(w for w in await ctx.store.webhooks() if w["id"] == endpoint_id)
     return web.json_response({**_webhook_view(created), "secret": secret}, status=201,
                              headers={"Location": f"/api/v1/webhooks/{endpoint_id}"})
@@ -305,9 +306,11 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
 async def delete_webhook(request: web.Request) -> web.Response:
-    await authenticate(request)
-    if not await _ctx(request).store.disable_webhook(request.match_info["webhook_id"]):
+    key = await authenticate(request)
+    webhook_id = request.match_info["webhook_id"]
+    if not await _ctx(request).store.disable_webhook(webhook_id):
         raise NotFound("webhook_not_found", "no active webhook with that id")
+    await _ctx(request).store.audit(f"api:{key.id}", "webhook.remove", webhook_id, {})
     return web.Response(status=204)
 
 
@@ -328,7 +331,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 @routes.post(r"/api/v1/webhooks/deliveries/{delivery_id:\d{1,18}}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
-    await authenticate(request)
-    if not await _ctx(request).store.redeliver(int(request.match_info["delivery_id"])):
+    key = await authenticate(request)
+    delivery_id = request.match_info["delivery_id"]
+    if not await _ctx(request).store.redeliver(int(delivery_id)):
         raise NotFound("delivery_not_found", "no such delivery to an active webhook")
+    await _ctx(request).store.audit(f"api:{key.id}", "delivery.redeliver", delivery_id, {})
     return web.json_response({"status": "pending"}, status=202)

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from visassist import api, pages, signin, tasks
+from visassist import admin, api, pages, signin, tasks
 from visassist.accounts import SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(pages.routes)
     app.add_routes(signin.routes)
+    app.add_routes(admin.routes)
     app.router.add_get("/ws", signalling.handle)
     app.router.add_static("/static", pages.ROOT / "static", append_version=False)
     return app

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
-from visassist import __version__
+from visassist import __version__, webhooks
+from visassist.accounts import UserRole, hash_password
 from visassist.config import Settings, env_list, parse_ice_server
 from visassist.store import SqliteStore
 from visassist.tokens import digest, new_api_key, new_id
+
+T = TypeVar("T")
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +92,58 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="what the key is for, e.g. 'zendesk'")
     _data_dir_arg(create)
     listing = key_commands.add_parser("list", help="list API keys (never the keys themselves)",
-                                      description="List API keys by id and name.")
+                                      description="List API keys by id and name, with last use.")
     _data_dir_arg(listing)
+    revoke = key_commands.add_parser("revoke", help="revoke an API key at once",
+                                     description="Revoke an API key: it stops working at once.")
+    revoke.add_argument("id", help="the key's id, as `api-key list` shows it")
+    _data_dir_arg(revoke)
+
+    users = commands.add_parser("user", help="manage people who sign in to the console",
+                                description="Manage console and admin accounts.")
+    user_commands = users.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create_user = user_commands.add_parser(
+        "create", help="create an account", description="Create an account; asks for the password "
+                                                        "twice (or reads one line with --password-stdin).")
+    create_user.add_argument("--email", required=True, help="sign-in e-mail")
+    create_user.add_argument("--name", required=True, help="name shown to colleagues")
+    create_user.add_argument("--role", required=True, choices=[r.value for r in UserRole],
+                             help="agent (Tier 2), expert (Tier 3), supervisor or admin")
+    create_user.add_argument("--password-stdin", action="store_true",
+                             help="read the password from the first line of standard input")
+    _data_dir_arg(create_user)
+    user_list = user_commands.add_parser("list", help="list accounts", description="List accounts.")
+    _data_dir_arg(user_list)
+    disable = user_commands.add_parser("disable", help="disable an account and sign it out",
+                                       description="Disable an account and end its sessions.")
+    disable.add_argument("--email", required=True, help="the account's e-mail")
+    _data_dir_arg(disable)
+
+    hooks = commands.add_parser("webhook", help="manage webhook receivers",
+                                description="Manage webhook receivers and their deliveries.")
+    hook_commands = hooks.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
+    add = hook_commands.add_parser("add", help="register a receiver; prints its secret once",
+                                   description="Register a webhook receiver.")
+    add.add_argument("--url", required=True, help="the receiver's http(s) URL")
+    add.add_argument("--events", default=",".join(webhooks.ALL_TYPES),
+                     help=f"comma-separated, of {', '.join(webhooks.ALL_TYPES)} (default: all)")
+    _data_dir_arg(add)
+    hook_list = hook_commands.add_parser("list", help="list receivers", description="List receivers.")
+    _data_dir_arg(hook_list)
+    remove = hook_commands.add_parser("remove", help="stop sending to a receiver",
+                                      description="Remove a receiver; its pending deliveries are cancelled.")
+    remove.add_argument("id", help="the receiver's id")
+    _data_dir_arg(remove)
+    deliveries = hook_commands.add_parser("deliveries", help="a receiver's deliveries, newest first",
+                                          description="List deliveries with their attempts.")
+    deliveries.add_argument("id", help="the receiver's id")
+    deliveries.add_argument("--status", choices=["pending", "delivered", "failed", "cancelled"],
+                            help="only deliveries in this state")
+    _data_dir_arg(deliveries)
+    redeliver = hook_commands.add_parser("redeliver", help="send a delivery again (same event id)",
+                                         description="Queue a delivery again.")
+    redeliver.add_argument("delivery_id", type=int, help="the delivery's number")
+    _data_dir_arg(redeliver)
     return parser
 
 
@@ -125,29 +181,81 @@ def serve(settings: Settings) -> None:
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
 
 
-async def _create_key(data_dir: Path, name: str) -> str:
+async def _in_store(data_dir: Path, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
     store = SqliteStore(Settings(data_dir=data_dir).database_path)
     await store.open()
     try:
-        key = new_api_key()
-        await store.create_api_key(new_id("key"), name, digest(key))
-        return key
+        return await work(store)
     finally:
         await store.close()
 
 
-async def _list_keys(data_dir: Path) -> list[str]:
-    store = SqliteStore(Settings(data_dir=data_dir).database_path)
-    await store.open()
-    try:
-        return [
-            f"{k.id}\t{k.name}\tcreated {k.created_at:%Y-%m-%d %H:%M}Z\t"
-            f"last used {'never' if k.last_used_at is None else f'{k.last_used_at:%Y-%m-%d %H:%M}Z'}"
-            f"{'  REVOKED' if k.revoked_at else ''}"
-            for k in await store.list_api_keys()
-        ]
-    finally:
-        await store.close()
+def run(data_dir: Path, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    return asyncio.run(_in_store(data_dir, work))
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}Z"
+
+
+async def _create_key(store: SqliteStore, name: str) -> str:
+    key, key_id = new_api_key(), new_id("key")
+    await store.create_api_key(key_id, name, digest(key))
+    await store.audit("cli", "api_key.create", key_id, {"name": name})
+    return key
+
+
+async def _list_keys(store: SqliteStore) -> list[str]:
+    return [f"{k.id}\t{k.name}\tcreated {_when(k.created_at)}\tlast used {_when(k.last_used_at)}"
+            f"{'  REVOKED' if k.revoked_at else ''}" for k in await store.list_api_keys()]
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password (12 characters or more): ")
+    if first != getpass.getpass("Again: "):
+        raise ValueError("the passwords differ")
+    return first
+
+
+async def _create_user(store: SqliteStore, args: argparse.Namespace, password: str) -> str:
+    if await store.user_by_email(args.email) is not None:
+        raise ValueError(f"a user with e-mail {args.email} exists already")
+    user_id = new_id("usr")
+    await store.create_user(user_id, args.email, args.name, args.role, hash_password(password), "cli")
+    return user_id
+
+
+async def _disable_user(store: SqliteStore, email: str) -> None:
+    user = await store.user_by_email(email)
+    if user is None:
+        raise ValueError(f"no user with e-mail {email}")
+    await store.set_user_disabled(user["id"], True, "cli")
+
+
+async def _add_webhook(store: SqliteStore, url: str, events: list[str]) -> tuple[str, str]:
+    unknown = set(events) - set(webhooks.ALL_TYPES)
+    if unknown or not events:
+        raise ValueError(f"events are some of {', '.join(webhooks.ALL_TYPES)}")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the URL must start with http:// or https://")
+    endpoint_id, secret = new_id("whk"), webhooks.new_secret()
+    await store.create_webhook(endpoint_id, url, secret, events)
+    await store.audit("cli", "webhook.create", endpoint_id, {"url": url, "events": events})
+    return endpoint_id, secret
+
+
+async def _remove_webhook(store: SqliteStore, endpoint_id: str) -> None:
+    if not await store.disable_webhook(endpoint_id):
+        raise ValueError(f"no active webhook {endpoint_id}")
+    await store.audit("cli", "webhook.remove", endpoint_id, {})
+
+
+async def _redeliver(store: SqliteStore, delivery_id: int) -> None:
+    if not await store.redeliver(delivery_id):
+        raise ValueError(f"no delivery {delivery_id} to an active webhook")
+    await store.audit("cli", "delivery.redeliver", str(delivery_id), {})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,12 +264,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings_from(args))
         elif args.command == "api-key" and args.key_command == "create":
-            key = asyncio.run(_create_key(args.data_dir, args.name))
-            print(key)
+            print(run(args.data_dir, lambda store: _create_key(store, args.name)))
             print("Store this key now: it is shown once and kept only as a hash.", file=sys.stderr)
         elif args.command == "api-key" and args.key_command == "list":
-            for line in asyncio.run(_list_keys(args.data_dir)):
+            for line in run(args.data_dir, _list_keys):
                 print(line)
+        elif args.command == "api-key" and args.key_command == "revoke":
+            if not run(args.data_dir, lambda store: store.revoke_api_key(args.id, "cli")):
+                raise ValueError(f"no active API key {args.id}")
+            print(f"revoked {args.id}")
+        elif args.command == "user" and args.user_command == "create":
+            password = _read_password(args.password_stdin)
+            print(run(args.data_dir, lambda store: _create_user(store, args, password)))
+        elif args.command == "user" and args.user_command == "list":
+            for user in run(args.data_dir, lambda store: store.users()):
+                print(f"{user['id']}\t{user['email']}\t{user['name']}\t{user['role']}"
+                      f"{'  DISABLED' if user['disabled_at'] else ''}")
+        elif args.command == "user" and args.user_command == "disable":
+            run(args.data_dir, lambda store: _disable_user(store, args.email))
+            print(f"disabled {args.email}")
+        elif args.command == "webhook" and args.webhook_command == "add":
+            endpoint_id, secret = run(args.data_dir, lambda store: _add_webhook(
+                store, args.url, [e.strip() for e in args.events.split(",") if e.strip()]))
+            print(f"{endpoint_id}\t{secret}")
+            print("Give the secret to the receiver now: it is shown once.", file=sys.stderr)
+        elif args.command == "webhook" and args.webhook_command == "list":
+            for hook in run(args.data_dir, lambda store: store.webhooks()):
+                print(f"{hook['id']}\t{hook['url']}\t{','.join(hook['events'])}"
+                      f"{'  REMOVED' if hook['disabled_at'] else ''}")
+        elif args.command == "webhook" and args.webhook_command == "remove":
+            run(args.data_dir, lambda store: _remove_webhook(store, args.id))
+            print(f"removed {args.id}")
+        elif args.command == "webhook" and args.webhook_command == "deliveries":
+            for d in run(args.data_dir, lambda store: store.deliveries(args.id, args.status)):
+                print(f"{d['id']}\t{d['event_id']}\t{d['type']}\t{d['status']}\t"
+                      f"{len(d['attempts'])} attempts\t{d['last_error'] or ''}")
+        elif args.command == "webhook" and args.webhook_command == "redeliver":
+            run(args.data_dir, lambda store: _redeliver(store, args.delivery_id))
+            print(f"delivery {args.delivery_id} queued again")
     except ValueError as exc:
         print(f"visassist: {exc}", file=sys.stderr)
         return 2
