@@ -12,12 +12,20 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from visassist import webhooks
+from visassist import invitations, webhooks
 from visassist.context import AppContext
-from visassist.errors import ClientError, NotFound, Unauthorized
-from visassist.models import ApiKey, Role, Session, Snapshot, iso, utcnow
+from visassist.errors import ClientError, Conflict, NotFound, Unauthorized
+from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
+from visassist.models import ApiKey, EventType, Role, Session, Snapshot, iso, utcnow
 from visassist.openapi import document
-from visassist.schemas import CreateSessionIn, EndSessionIn, InviteIn, ListQuery, WebhookIn
+from visassist.schemas import (
+    CreateSessionIn,
+    EndSessionIn,
+    InviteIn,
+    ListQuery,
+    SendInvitationIn,
+    WebhookIn,
+)
 from visassist.signalling.protocol import Presence
 from visassist.tokens import API_KEY_PREFIX, digest, new_id
 
@@ -218,6 +226,43 @@ async def revoke_session(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     session = await ctx.sessions.revoke(request.match_info["session_id"], f"api:{key.id}")
     return web.json_response(await ctx.sessions.describe(session, snapshots=True))
+
+
+@routes.post("/api/v1/sessions/{session_id}/invitations")
+async def send_invitation(request: web.Request) -> web.Response:
+    """Send the customer their link by e-mail or SMS (as configured); recorded in the timeline."""
+    key = await authenticate(request)
+    body = await read_json(request, SendInvitationIn)
+    if (body.email is None) == (body.phone is None):
+        raise ClientError("validation_failed", "give either email or phone", status=422)
+    ctx = _ctx(request)
+    settings = ctx.settings
+    session = await ctx.sessions.get(request.match_info["session_id"])
+    links = await ctx.sessions.links(session, public_base(request))
+    if "customer_url" not in links:
+        raise Conflict(f"session_{session.effective_status().value}", "the session is no longer open")
+    try:
+        if body.email is not None:
+            if not settings.smtp_host:
+                raise ClientError("email_not_configured", "e-mail invitations are not configured "
+                                  "(start the server with --smtp-host)", status=422)
+            config = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                                settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
+            await invitations.send_email(config, body.email, session, links["customer_url"])
+            channel, to = "email", body.email
+        else:
+            assert body.phone is not None
+            if not settings.sms_url:
+                raise ClientError("sms_not_configured", "SMS invitations are not configured "
+                                  "(start the server with --sms-url)", status=422)
+            await invitations.send_sms(HttpSmsProvider(settings.sms_url, settings.sms_token), body.phone,
+                                       session, links["customer_url"])
+            channel, to = "sms", body.phone
+    except InvitationError as exc:
+        raise ClientError("invitation_failed", str(exc), status=502) from None
+    await ctx.sessions.record(session.id, EventType.INVITATION_SENT, f"api:{key.id}",
+                              {"channel": channel, "to": invitations.mask(to)})
+    return web.json_response({"sent": channel, "to": invitations.mask(to)})
 
 
 @routes.get("/api/v1/sessions/{session_id}/snapshots")

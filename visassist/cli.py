@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-chat-days", type=int, default=_env_int("VISASSIST_RETENTION_CHAT_DAYS"),
         metavar="DAYS", help="remove chat text this many days after it was written "
                              "(env VISASSIST_RETENTION_CHAT_DAYS; default: keep)")
+    serve.add_argument("--smtp-host", default=os.environ.get("VISASSIST_SMTP_HOST"),
+                       help="mail server for customer invitations (env VISASSIST_SMTP_HOST; default off)")
+    serve.add_argument("--smtp-port", type=int, default=int(os.environ.get("VISASSIST_SMTP_PORT", "587")),
+                       help="its port (env VISASSIST_SMTP_PORT; default 587)")
+    serve.add_argument("--smtp-from", default=os.environ.get("VISASSIST_SMTP_FROM", "visassist@localhost"),
+                       help="sender address of invitations (env VISASSIST_SMTP_FROM)")
+    serve.add_argument("--smtp-username", default=os.environ.get("VISASSIST_SMTP_USERNAME"),
+                       help="SMTP user, if the server wants one (env VISASSIST_SMTP_USERNAME; the "
+                            "password only from VISASSIST_SMTP_PASSWORD)")
+    serve.add_argument("--smtp-no-starttls", action="store_true",
+                       help="talk to the mail server without STARTTLS (a local relay only)")
+    serve.add_argument("--sms-url", default=os.environ.get("VISASSIST_SMS_URL"),
+                       help="HTTP relay for SMS invitations: receives POST {\"to\", \"text\"} "
+                            "(env VISASSIST_SMS_URL; bearer token from VISASSIST_SMS_TOKEN)")
     serve.add_argument("--zendesk-url", default=os.environ.get("VISASSIST_ZENDESK_URL"),
                        help="your Zendesk, e.g. https://acme.zendesk.com: when a session ends, add an "
                             "internal note with the snapshots to the ticket (env VISASSIST_ZENDESK_URL)")
@@ -162,7 +176,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     ice_servers=tuple(parse_ice_server(s) for s in servers),
                     log_level=args.log_level, retention_media_days=args.retention_media_days,
                     retention_chat_days=args.retention_chat_days, zendesk_url=args.zendesk_url,
-                    zendesk_email=args.zendesk_email, zendesk_token=args.zendesk_token)
+                    zendesk_email=args.zendesk_email, zendesk_token=args.zendesk_token,
+                    smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_from=args.smtp_from,
+                    smtp_username=args.smtp_username,
+                    smtp_password=os.environ.get("VISASSIST_SMTP_PASSWORD"),
+                    smtp_starttls=not args.smtp_no_starttls, sms_url=args.sms_url,
+                    sms_token=os.environ.get("VISASSIST_SMS_TOKEN"))
 
 
 def serve(settings: Settings) -> None:

@@ -57,6 +57,15 @@ class Settings:
     zendesk_url: str | None = None
     zendesk_email: str | None = None
     zendesk_token: str | None = None
+    # Customer invitations: e-mail through this SMTP server, SMS through an HTTP relay.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str = "visassist@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    sms_url: str | None = None
+    sms_token: str | None = None
     # Webhook retries: first after this many seconds, doubling (with jitter) up to the cap.
     webhook_retry_base: float = 5.0
     webhook_retry_cap: float = 600.0

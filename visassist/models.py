@@ -76,6 +76,7 @@ class EventType(enum.StrEnum):
     SESSION_RATED = "session.rated"
     SESSION_REVOKED = "session.revoked"
     TICKET_ERASED = "ticket.erased"
+    INVITATION_SENT = "invitation.sent"
     RETENTION_PURGED = "retention.purged"
 
 

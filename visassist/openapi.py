@@ -15,6 +15,7 @@ from visassist.schemas import (
     ErrorOut,
     InvitedOut,
     InviteIn,
+    SendInvitationIn,
     SessionListOut,
     SessionOut,
     SnapshotListOut,
@@ -53,7 +54,8 @@ def _session_links() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, WebhookIn, ErrorOut,
+    models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, SendInvitationIn,
+                                     WebhookIn, ErrorOut,
                                      SessionOut, InvitedOut, SnapshotListOut, TicketOut, WebhookCreatedOut,
                                      WebhookListOut, DeliveryListOut, SessionListOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
@@ -126,6 +128,19 @@ def document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(InviteIn)}}},
                 "responses": {"201": _json(InvitedOut, "The new participant and their link"),
+                              **_errors(400, 401, 404, 409, 413, 422)}}},
+            "/api/v1/sessions/{session_id}/invitations": {"post": {
+                "operationId": "sendInvitation",
+                "summary": "Send the customer their link by e-mail or SMS",
+                "parameters": [SESSION_ID],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(SendInvitationIn)}}},
+                "responses": {"200": {"description": "Handed to the mail server or SMS provider",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object", "properties": {
+                                              "sent": {"enum": ["email", "sms"]},
+                                              "to": {"type": "string"}}}}}},
+                              "502": _json(ErrorOut, "The mail server or SMS provider failed"),
                               **_errors(400, 401, 404, 409, 413, 422)}}},
             "/api/v1/sessions/{session_id}/snapshots": {"get": {
                 "operationId": "listSnapshots", "summary": "A session's snapshots, oldest first",

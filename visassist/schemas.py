@@ -73,6 +73,13 @@ class ListQuery(BaseModel):
     cursor: Annotated[str, Field(max_length=200)] | None = None
 
 
+class SendInvitationIn(_Body):
+    """Exactly one of them: where to send the customer's link."""
+
+    email: Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")] | None = None
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")] | None = None  # E.164
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
