@@ -48,3 +48,15 @@ async def test_responses_match_the_document(client: TestClient, create_session: 
     body = await (await client.get("/api/v1/tickets/ZD-1042", headers=auth)).json()
     TicketOut.model_validate(body)
     ErrorOut.model_validate(await (await client.get("/api/v1/tickets/none", headers=auth)).json())
+
+
+async def test_the_docs_page_describes_every_operation(client: TestClient) -> None:
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    page = await client.get("/api/docs")
+    assert page.status == 200 and page.content_type == "text/html"
+    text = await page.text()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert f'id="{operation["operationId"]}"' in text
+            assert f"{method.upper()} {path}" in text
+    assert "<code>ticket_id</code> *" in text and "Idempotency-Key" in text

@@ -86,6 +86,36 @@ async def index(request: web.Request) -> web.Response:
     return render("index.html")
 
 
+def _describe(field: dict[str, Any]) -> str:
+    """A schema's type in a few words, for the docs page."""
+    if "$ref" in field:
+        return str(field["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in field:
+        return " or ".join(_describe(f) for f in field["anyOf"])
+    if "enum" in field:
+        return " | ".join(str(v) for v in field["enum"])
+    if "const" in field:
+        return str(field["const"])
+    if field.get("type") == "array":
+        return f"list of {_describe(field.get('items', {}))}"
+    return str(field.get("type", "any"))
+
+
+def _rules(field: dict[str, Any]) -> str:
+    keys = ("minimum", "maximum", "minLength", "maxLength", "pattern", "default", "minItems", "maxItems")
+    return ", ".join(f"{k} {field[k]!r}" for k in keys if k in field)
+
+
+@routes.get("/api/docs")
+async def api_docs(request: web.Request) -> web.Response:
+    """The API document, readable by a person; generated from the same models as the JSON."""
+    from visassist.openapi import document
+
+    doc = document()
+    return render("api_docs.html", doc=doc, schemas=doc["components"]["schemas"], describe=_describe,
+                  rules=_rules)
+
+
 @routes.get("/healthz")
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
