@@ -13,11 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 
-from tests.utils import free_port, token_of
-from visassist.app import create_app
+from tests.utils import free_port, start_app, token_of
 from visassist.config import Settings
-from visassist.context import AppContext
-from visassist.tokens import digest, new_api_key, new_id
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -59,12 +56,6 @@ async def sms_relay() -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
     await runner.cleanup()
 
 
-async def start(aiohttp_client: ClientFactory, settings: Settings) -> tuple[TestClient, dict[str, str]]:
-    client = await aiohttp_client(create_app(settings))
-    key = new_api_key()
-    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
-    return client, {"Authorization": f"Bearer {key}"}
-
 
 async def test_email_and_sms_invitations(aiohttp_client: ClientFactory, settings: Settings,
                                          smtp: tuple[Inbox, int],
@@ -73,7 +64,7 @@ async def test_email_and_sms_invitations(aiohttp_client: ClientFactory, settings
     texts, relay_url = sms_relay
     settings = replace(settings, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
                        smtp_from="support@acme.test", sms_url=relay_url, sms_token="relay-token")
-    client, auth = await start(aiohttp_client, settings)
+    client, auth = await start_app(aiohttp_client, settings)
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-1042", "tier": 2,
                                                                   "customer": {"name": "Ana"}},
                                        headers=auth)).json()
@@ -109,7 +100,7 @@ async def test_email_and_sms_invitations(aiohttp_client: ClientFactory, settings
 
 async def test_unconfigured_or_failing_channels_say_so(aiohttp_client: ClientFactory,
                                                        settings: Settings) -> None:
-    client, auth = await start(aiohttp_client, settings)
+    client, auth = await start_app(aiohttp_client, settings)
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-1", "tier": 2},
                                        headers=auth)).json()
     url = f"/api/v1/sessions/{session['id']}/invitations"
@@ -117,7 +108,7 @@ async def test_unconfigured_or_failing_channels_say_so(aiohttp_client: ClientFac
     assert unconfigured.status == 422
     assert (await unconfigured.json())["error"]["code"] == "email_not_configured"
     # A mail server that is down: a clear 502, nothing recorded as sent.
-    client2, auth2 = await start(aiohttp_client, replace(settings, smtp_host="127.0.0.1",
+    client2, auth2 = await start_app(aiohttp_client, replace(settings, smtp_host="127.0.0.1",
                                                          smtp_port=free_port(), smtp_starttls=False))
     session2 = await (await client2.post("/api/v1/sessions", json={"ticket_id": "ZD-2", "tier": 2},
                                          headers=auth2)).json()

@@ -8,21 +8,13 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.utils import FakeParticipant, MarkerTrack, token_of
-from visassist.app import create_app
+from tests.utils import snapshot_from_a_live_camera, start_app, token_of
 from visassist.config import Settings
 from visassist.context import AppContext
 from visassist.store import SqliteStore
-from visassist.tokens import digest, new_api_key, new_id
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
-
-async def start(aiohttp_client: ClientFactory, settings: Settings) -> tuple[TestClient, dict[str, str]]:
-    client = await aiohttp_client(create_app(settings))
-    key = new_api_key()
-    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
-    return client, {"Authorization": f"Bearer {key}"}
 
 
 async def session_with_snapshot_and_chat(client: TestClient, auth: dict[str, str],
@@ -30,17 +22,11 @@ async def session_with_snapshot_and_chat(client: TestClient, auth: dict[str, str
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": ticket, "tier": 2,
                                                                   "customer": {"name": "Ana Pereira"}},
                                        headers=auth)).json()
-    agent = FakeParticipant(client, token_of(session["agent_url"]))
-    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    live = await snapshot_from_a_live_camera(client, session)
+    agent, customer = live["agent"], live["customer"]
     try:
-        await agent.join()
-        await customer.join()
-        await customer.negotiate(send=MarkerTrack())
-        await agent.media("camera", "live")
         await customer.send({"type": "chat", "text": "my address is 12 Rua Nova"})
         await agent.expect("chat")
-        await agent.send({"type": "snapshot", "request_id": "r", "annotations": []})
-        await agent.expect("snapshot.stored")
         if end:
             await agent.send({"type": "end", "outcome": "resolved", "notes": "Ana's router, serial 123"})
             await agent.expect("ended")
@@ -66,7 +52,7 @@ async def age(client: TestClient, session_id: str, days: int) -> None:
 
 async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: ClientFactory,
                                                              settings: Settings) -> None:
-    client, auth = await start(aiohttp_client, settings)
+    client, auth = await start_app(aiohttp_client, settings)
     ended = await session_with_snapshot_and_chat(client, auth, "ZD-ERASE")
     live = await session_with_snapshot_and_chat(client, auth, "ZD-ERASE", end=False)
     await session_with_snapshot_and_chat(client, auth, "ZD-KEEP")
@@ -105,7 +91,7 @@ async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: Cli
 async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: ClientFactory,
                                                               settings: Settings) -> None:
     settings = replace(settings, retention_media_days=30, retention_chat_days=7)
-    client, auth = await start(aiohttp_client, settings)
+    client, auth = await start_app(aiohttp_client, settings)
     old = await session_with_snapshot_and_chat(client, auth, "ZD-OLD")
     mid = await session_with_snapshot_and_chat(client, auth, "ZD-MID")
     new = await session_with_snapshot_and_chat(client, auth, "ZD-NEW")
@@ -130,7 +116,7 @@ async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: Cl
 
 async def test_without_retention_settings_nothing_is_purged(aiohttp_client: ClientFactory,
                                                            settings: Settings) -> None:
-    client, auth = await start(aiohttp_client, settings)
+    client, auth = await start_app(aiohttp_client, settings)
     old = await session_with_snapshot_and_chat(client, auth, "ZD-ANCIENT")
     await age(client, old["id"], 3650)
     assert await client.app[AppContext.KEY].sessions.purge() == {"snapshots": 0, "chat_messages": 0}

@@ -17,18 +17,16 @@ from aiohttp.test_utils import TestClient
 from tests.utils import (
     MARKER_ID,
     FakeParticipant,
-    MarkerTrack,
     decode_png,
     detect_markers,
     free_port,
+    snapshot_from_a_live_camera,
+    start_app,
     token_of,
 )
 from visassist import webhooks
-from visassist.app import create_app
 from visassist.config import Settings
-from visassist.context import AppContext
 from visassist.schemas import DeliveryListOut, WebhookCreatedOut
-from visassist.tokens import digest, new_api_key, new_id
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -87,12 +85,6 @@ def fast_settings(settings: Settings) -> Settings:
     return replace(settings, webhook_retry_base=0.05, webhook_retry_cap=0.3)
 
 
-async def start(aiohttp_client: ClientFactory, settings: Settings) -> tuple[TestClient, dict[str, str]]:
-    client = await aiohttp_client(create_app(settings))
-    key = new_api_key()
-    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
-    return client, {"Authorization": f"Bearer {key}"}
-
 
 async def register(client: TestClient, auth: dict[str, str], receiver: Receiver,
                    events: list[str] | None = None) -> dict[str, Any]:
@@ -110,7 +102,7 @@ async def register(client: TestClient, auth: dict[str, str], receiver: Receiver,
 async def test_a_receiver_down_for_a_while_gets_everything_in_order(
     aiohttp_client: ClientFactory, fast_settings: Settings, receiver: Receiver
 ) -> None:
-    client, auth = await start(aiohttp_client, fast_settings)
+    client, auth = await start_app(aiohttp_client, fast_settings)
     hook = await register(client, auth, receiver)
     sessions = []
     for ticket in ("ZD-1", "ZD-2"):  # receiver is down: nothing can be delivered
@@ -154,7 +146,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order(
 
 async def test_pending_webhooks_survive_a_restart(aiohttp_client: ClientFactory, fast_settings: Settings,
                                                   receiver: Receiver) -> None:
-    client, auth = await start(aiohttp_client, fast_settings)
+    client, auth = await start_app(aiohttp_client, fast_settings)
     await register(client, auth, receiver, ["session.created", "session.ended"])
     created = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-9", "tier": 3},
                                        headers=auth)).json()
@@ -162,32 +154,25 @@ async def test_pending_webhooks_survive_a_restart(aiohttp_client: ClientFactory,
     await client.close()  # the server stops with both events undelivered
 
     await receiver.up()
-    await start(aiohttp_client, fast_settings)  # same data directory
+    await start_app(aiohttp_client, fast_settings)  # same data directory
     await receiver.wait_for(2)
     assert [e["type"] for e in receiver.received] == ["session.created", "session.ended"]
 
 
 async def test_snapshot_webhooks_link_to_the_images(aiohttp_client: ClientFactory, fast_settings: Settings,
                                                     receiver: Receiver) -> None:
-    client, auth = await start(aiohttp_client, fast_settings)
+    client, auth = await start_app(aiohttp_client, fast_settings)
     await receiver.up()
     await register(client, auth, receiver, ["snapshot.captured", "session.ended"])
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-5", "tier": 2},
                                        headers=auth)).json()
-    agent = FakeParticipant(client, token_of(session["agent_url"]))
-    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    live = await snapshot_from_a_live_camera(client, session)
     try:
-        await agent.join()
-        await customer.join()
-        await customer.negotiate(send=MarkerTrack())
-        await agent.media("camera", "live")
-        await agent.send({"type": "snapshot", "request_id": "r", "annotations": []})
-        await agent.expect("snapshot.stored")
-        await agent.send({"type": "end", "outcome": "resolved"})
-        await agent.expect("ended")
+        await live["agent"].send({"type": "end", "outcome": "resolved"})
+        await live["agent"].expect("ended")
     finally:
-        await customer.close()
-        await agent.close()
+        await live["customer"].close()
+        await live["agent"].close()
     await receiver.wait_for(2)
     captured, ended = receiver.received[:2]
     snapshot = captured["data"]["snapshot"]
@@ -201,7 +186,7 @@ async def test_snapshot_webhooks_link_to_the_images(aiohttp_client: ClientFactor
 
 async def test_redeliver_and_remove(aiohttp_client: ClientFactory, fast_settings: Settings,
                                     receiver: Receiver) -> None:
-    client, auth = await start(aiohttp_client, fast_settings)
+    client, auth = await start_app(aiohttp_client, fast_settings)
     await receiver.up()
     hook = await register(client, auth, receiver, ["session.created"])
     await client.post("/api/v1/sessions", json={"ticket_id": "ZD-3", "tier": 2}, headers=auth)
@@ -256,7 +241,7 @@ def test_backoff_grows_with_jitter_and_a_cap() -> None:
 async def test_customer_rating_once_after_the_end_and_as_a_webhook(
     aiohttp_client: ClientFactory, fast_settings: Settings, receiver: Receiver
 ) -> None:
-    client, auth = await start(aiohttp_client, fast_settings)
+    client, auth = await start_app(aiohttp_client, fast_settings)
     await receiver.up()
     await register(client, auth, receiver, ["session.rated"])
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-8", "tier": 2},

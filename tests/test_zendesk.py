@@ -14,12 +14,10 @@ from aiohttp.test_utils import TestClient
 
 from tests.utils import (
     MARKER_ID,
-    FakeParticipant,
-    MarkerTrack,
     decode_png,
     detect_markers,
     free_port,
-    token_of,
+    snapshot_from_a_live_camera,
 )
 from visassist.app import create_app
 from visassist.config import Settings
@@ -112,16 +110,10 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
                                        headers=auth)).json()
     other = await (await client.post("/api/v1/sessions", json={"ticket_id": "SN-INC0001", "tier": 2},
                                      headers=auth)).json()
-    agent = FakeParticipant(client, token_of(session["agent_url"]))
-    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    arrow = {"kind": "arrow", "color": "#ff0000", "points": [[0.6, 0.2], [0.9, 0.5]]}
+    live = await snapshot_from_a_live_camera(client, session, [arrow])
+    agent, customer = live["agent"], live["customer"]
     try:
-        await agent.join()
-        await customer.join()
-        await customer.negotiate(send=MarkerTrack())
-        await agent.media("camera", "live")
-        arrow = {"kind": "arrow", "color": "#ff0000", "points": [[0.6, 0.2], [0.9, 0.5]]}
-        await agent.send({"type": "snapshot", "request_id": "r", "annotations": [arrow]})
-        await agent.expect("snapshot.stored")
         await agent.send({"type": "end", "outcome": "resolved", "notes": "Reseated the cable"})
         await agent.expect("ended")
     finally:

@@ -170,3 +170,29 @@ async def wait_until_healthy(base: str, seconds: float = 10.0) -> None:
                         return
             await asyncio.sleep(0.05)
     raise AssertionError(f"{base} did not become healthy in {seconds} s")
+
+
+async def start_app(aiohttp_client: Any, settings: Any) -> tuple[TestClient, dict[str, str]]:
+    """A test client on an app built from `settings`, and headers with a fresh API key."""
+    from visassist.app import create_app
+    from visassist.context import AppContext
+    from visassist.tokens import digest, new_api_key, new_id
+
+    client = await aiohttp_client(create_app(settings))
+    key = new_api_key()
+    await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "tests", digest(key))
+    return client, {"Authorization": f"Bearer {key}"}
+
+
+async def snapshot_from_a_live_camera(client: Any, session: dict[str, Any],
+                                      annotations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A fake customer streams the marker camera; the agent takes one snapshot. Both stay connected."""
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    await agent.join()
+    await customer.join()
+    await customer.negotiate(send=MarkerTrack())
+    await agent.media("camera", "live")
+    await agent.send({"type": "snapshot", "request_id": "r", "annotations": annotations or []})
+    stored = (await agent.expect("snapshot.stored"))["snapshot"]
+    return {"agent": agent, "customer": customer, "snapshot": stored}

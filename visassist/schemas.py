@@ -135,7 +135,7 @@ class RatingOut(_Out):
     at: str
 
 
-class SessionOut(_Out):
+class SessionSummaryOut(_Out):
     id: str
     ticket_id: str
     tier: int
@@ -148,6 +148,9 @@ class SessionOut(_Out):
     duration_seconds: float | None
     audio: bool
     outcome: OutcomeOut | None
+
+
+class SessionOut(SessionSummaryOut):
     participants: list[ParticipantOut]
     events: list[EventOut]
     snapshots: list[SnapshotOut] | None = None
@@ -212,20 +215,6 @@ class DeliveryOut(_Out):
 class DeliveryListOut(_Out):
     deliveries: list[DeliveryOut]
 
-
-class SessionSummaryOut(_Out):
-    id: str
-    ticket_id: str
-    tier: int
-    customer: dict[str, Any]
-    status: Literal["waiting", "live", "ended", "expired", "revoked"]
-    created_at: str
-    expires_at: str
-    started_at: str | None
-    ended_at: str | None
-    duration_seconds: float | None
-    audio: bool
-    outcome: OutcomeOut | None
 
 
 class SessionListOut(_Out):
