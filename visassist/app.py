@@ -134,6 +134,9 @@ def create_app(settings: Settings) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ctx.store.open()
+        if not await ctx.store.has_users():
+            log.warning("no user accounts yet: staff links open without signing in. Before real use, "
+                        "create one: visassist user create --email ... --name ... --role admin")
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
