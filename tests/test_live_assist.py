@@ -362,6 +362,8 @@ async def test_voice_both_ways_with_mute(api: aiohttp.ClientSession, phone: Brow
 
     await agent.get_by_test_id("mute").click()
     await expect(agent.get_by_test_id("mute")).to_have_text("Mute")
+    # The customer's page plays voices once presence says someone is unmuted.
+    await customer.wait_for_function("() => document.getElementById('remote-audio').srcObject !== null")
     assert await customer.evaluate(AUDIO_LEVEL, "remote-audio") > 0.05, "the customer hears the agent"
 
     await customer.get_by_test_id("mute").tap()
