@@ -16,10 +16,10 @@ import aiohttp
 from tests.utils import (
     MARKER_ID,
     FakeParticipant,
-    MarkerTrack,
     decode_png,
     detect_markers,
     free_port,
+    snapshot_from_a_live_camera,
     token_of,
     wait_until_healthy,
 )
@@ -71,16 +71,10 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
             done = await response.json()
         async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 2}) as response:
             live = await response.json()
-        agent = FakeParticipant(api, token_of(done["agent_url"]))
-        customer = FakeParticipant(api, token_of(done["customer_url"]))
         still_here = FakeParticipant(api, token_of(live["customer_url"]))
-        await agent.join()
-        await customer.join()
-        await customer.negotiate(send=MarkerTrack())
-        await agent.media("camera", "live")
-        await agent.send({"type": "snapshot", "request_id": "r1", "annotations": [
-            {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}]})
-        await agent.expect("snapshot.stored")
+        taken = await snapshot_from_a_live_camera(api, done, [
+            {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}])
+        agent, customer = taken["agent"], taken["customer"]
         await agent.send({"type": "end", "outcome": "resolved", "notes": "before restart"})
         await customer.expect("ended")
         await agent.close()

@@ -9,11 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from visassist import accounts, webhooks
+from visassist import accounts, management, webhooks
 from visassist.context import AppContext
 from visassist.errors import ClientError, Forbidden
 from visassist.pages import render
-from visassist.tokens import digest, new_api_key, new_id
 
 routes = web.RouteTableDef()
 
@@ -58,43 +57,33 @@ async def admin_action(request: web.Request) -> web.Response:
 
     try:
         if action == "api-key-create":
-            key, key_id = new_api_key(), new_id("key")
             name = field("name")[:100] or "unnamed"
-            await store.create_api_key(key_id, name, digest(key))
-            await store.audit(actor, "api_key.create", key_id, {"name": name})
+            _, key = await management.issue_api_key(store, name, actor)
             return await _page(request, user, {"what": f"API key {name}", "value": key})
         if action == "api-key-revoke":
             if not await store.revoke_api_key(field("id"), actor):
                 raise ClientError("not_found", "no such active API key")
         elif action == "user-create":
-            email, role = field("email")[:254], field("role")
-            if "@" not in email or role not in {r.value for r in accounts.UserRole}:
+            email = field("email")[:254]
+            if "@" not in email:
                 raise ClientError("invalid", "give an e-mail address and a role")
-            if await store.user_by_email(email) is not None:
-                raise ClientError("exists", f"{email} has an account already")
-            await store.create_user(new_id("usr"), email, field("name")[:200] or email, role,
-                                    accounts.hash_password(str(form.get("password", ""))), actor)
+            await management.add_user(store, email, field("name")[:200] or email, field("role"),
+                                      str(form.get("password", "")), actor)
         elif action == "user-disable":
             if field("id") == user["id"]:
                 raise ClientError("self", "you cannot disable your own account")
             await store.set_user_disabled(field("id"), True, actor)
         elif action == "webhook-create":
             url = field("url")[:2000]
-            events = [e for e in form.getall("events", []) if e in webhooks.ALL_TYPES]
-            if not url.startswith(("http://", "https://")) or not events:
-                raise ClientError("invalid", "give an http(s) URL and at least one event")
-            endpoint_id, secret = new_id("whk"), webhooks.new_secret()
-            await store.create_webhook(endpoint_id, url, secret, [str(e) for e in events])
-            await store.audit(actor, "webhook.create", endpoint_id, {"url": url, "events": events})
+            events = [str(e) for e in form.getall("events", [])]
+            _, secret = await management.add_webhook(store, url, events, actor)
             return await _page(request, user, {"what": f"signing secret for {url}", "value": secret})
         elif action == "webhook-remove":
-            if not await store.disable_webhook(field("id")):
+            if not await management.remove_webhook(store, field("id"), actor):
                 raise ClientError("not_found", "no such active webhook")
-            await store.audit(actor, "webhook.remove", field("id"), {})
         elif action == "redeliver":
-            if not field("id").isdigit() or not await store.redeliver(int(field("id"))):
+            if not field("id").isdigit() or not await management.redeliver(store, int(field("id")), actor):
                 raise ClientError("not_found", "no such delivery to an active webhook")
-            await store.audit(actor, "delivery.redeliver", field("id"), {})
         else:
             raise web.HTTPNotFound()
     except (ClientError, ValueError) as exc:

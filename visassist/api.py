@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from visassist import invitations, webhooks
+from visassist import invitations, management
 from visassist.context import AppContext
 from visassist.errors import ClientError, Conflict, NotFound, Unauthorized
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
@@ -26,8 +25,7 @@ from visassist.schemas import (
     SendInvitationIn,
     WebhookIn,
 )
-from visassist.signalling.protocol import Presence
-from visassist.tokens import API_KEY_PREFIX, digest, new_id
+from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
 
@@ -38,12 +36,10 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 async def read_json(request: web.Request, model: type[BodyT]) -> BodyT:
     body = await request.read()
     try:
-        json.loads(body)
-    except ValueError:
-        raise ClientError("invalid_json", "the request body is not valid JSON") from None
-    try:
         return model.model_validate_json(body)
     except ValidationError as exc:
+        if exc.errors(include_url=False)[0]["type"] == "json_invalid":
+            raise ClientError("invalid_json", "the request body is not valid JSON") from None
         raise _validation_error(exc) from None
 
 
@@ -95,11 +91,10 @@ async def create_session(request: web.Request) -> web.Response:
         replayed = await _replay(ctx, key, idempotency)
     if replayed is None:
         try:
-            created = await ctx.sessions.create(
+            session = await ctx.sessions.create(
                 ticket_id=body.ticket_id, tier=body.tier,
                 customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
                 actor=f"api:{key.id}", audio=body.audio, idempotency=idempotency)
-            session = created.session
         except sqlite3.IntegrityError:  # a concurrent call with the same key won the race
             assert idempotency is not None
             replayed = await _replay(ctx, key, idempotency)
@@ -210,9 +205,6 @@ async def invite_participant(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     participant, url = await ctx.sessions.invite(request.match_info["session_id"], Role(body.role),
                                                  body.name, f"api:{key.id}", public_base(request))
-    room = ctx.hub.get(participant.session_id)
-    if room is not None:
-        await room.broadcast(Presence(participants=room.presence()))
     return web.json_response({
         "participant": {"id": participant.id, "role": participant.role.value, "name": participant.name,
                         "connected": False},
@@ -334,10 +326,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     key = await authenticate(request)
     body = await read_json(request, WebhookIn)
     ctx = _ctx(request)
-    endpoint_id, secret = new_id("whk"), webhooks.new_secret()
-    events: list[str] = list(dict.fromkeys(body.events))
-    await ctx.store.create_webhook(endpoint_id, body.url, secret, events)
-    await ctx.store.audit(f"api:{key.id}", "webhook.create", endpoint_id, {"url": body.url, "events": events})
+    endpoint_id, secret = await management.add_webhook(ctx.store, body.url, list(body.events),
+                                                       f"api:{key.id}")
     created = next(w for w in await ctx.store.webhooks() if w["id"] == endpoint_id)
     return web.json_response({**_webhook_view(created), "secret": secret}, status=201,
                              headers={"Location": f"/api/v1/webhooks/{endpoint_id}"})
@@ -352,10 +342,9 @@ async def list_webhooks(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/webhooks/{webhook_id}")
 async def delete_webhook(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    webhook_id = request.match_info["webhook_id"]
-    if not await _ctx(request).store.disable_webhook(webhook_id):
+    if not await management.remove_webhook(_ctx(request).store, request.match_info["webhook_id"],
+                                           f"api:{key.id}"):
         raise NotFound("webhook_not_found", "no active webhook with that id")
-    await _ctx(request).store.audit(f"api:{key.id}", "webhook.remove", webhook_id, {})
     return web.Response(status=204)
 
 
@@ -377,8 +366,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @routes.post(r"/api/v1/webhooks/deliveries/{delivery_id:\d{1,18}}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    delivery_id = request.match_info["delivery_id"]
-    if not await _ctx(request).store.redeliver(int(delivery_id)):
+    if not await management.redeliver(_ctx(request).store, int(request.match_info["delivery_id"]),
+                                      f"api:{key.id}"):
         raise NotFound("delivery_not_found", "no such delivery to an active webhook")
-    await _ctx(request).store.audit(f"api:{key.id}", "delivery.redeliver", delivery_id, {})
     return web.json_response({"status": "pending"}, status=202)

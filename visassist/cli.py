@@ -15,11 +15,10 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from visassist import __version__, webhooks
-from visassist.accounts import UserRole, hash_password
+from visassist import __version__, management, webhooks
+from visassist.accounts import UserRole
 from visassist.config import Settings, env_list, parse_ice_server
 from visassist.store import SqliteStore
-from visassist.tokens import digest, new_api_key, new_id
 
 T = TypeVar("T")
 
@@ -217,13 +216,6 @@ def _when(moment: datetime | None) -> str:
     return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}Z"
 
 
-async def _create_key(store: SqliteStore, name: str) -> str:
-    key, key_id = new_api_key(), new_id("key")
-    await store.create_api_key(key_id, name, digest(key))
-    await store.audit("cli", "api_key.create", key_id, {"name": name})
-    return key
-
-
 async def _list_keys(store: SqliteStore) -> list[str]:
     return [f"{k.id}\t{k.name}\tcreated {_when(k.created_at)}\tlast used {_when(k.last_used_at)}"
             f"{'  REVOKED' if k.revoked_at else ''}" for k in await store.list_api_keys()]
@@ -238,14 +230,6 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-async def _create_user(store: SqliteStore, args: argparse.Namespace, password: str) -> str:
-    if await store.user_by_email(args.email) is not None:
-        raise ValueError(f"a user with e-mail {args.email} exists already")
-    user_id = new_id("usr")
-    await store.create_user(user_id, args.email, args.name, args.role, hash_password(password), "cli")
-    return user_id
-
-
 async def _disable_user(store: SqliteStore, email: str) -> None:
     user = await store.user_by_email(email)
     if user is None:
@@ -253,28 +237,9 @@ async def _disable_user(store: SqliteStore, email: str) -> None:
     await store.set_user_disabled(user["id"], True, "cli")
 
 
-async def _add_webhook(store: SqliteStore, url: str, events: list[str]) -> tuple[str, str]:
-    unknown = set(events) - set(webhooks.ALL_TYPES)
-    if unknown or not events:
-        raise ValueError(f"events are some of {', '.join(webhooks.ALL_TYPES)}")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("the URL must start with http:// or https://")
-    endpoint_id, secret = new_id("whk"), webhooks.new_secret()
-    await store.create_webhook(endpoint_id, url, secret, events)
-    await store.audit("cli", "webhook.create", endpoint_id, {"url": url, "events": events})
-    return endpoint_id, secret
-
-
-async def _remove_webhook(store: SqliteStore, endpoint_id: str) -> None:
-    if not await store.disable_webhook(endpoint_id):
-        raise ValueError(f"no active webhook {endpoint_id}")
-    await store.audit("cli", "webhook.remove", endpoint_id, {})
-
-
-async def _redeliver(store: SqliteStore, delivery_id: int) -> None:
-    if not await store.redeliver(delivery_id):
-        raise ValueError(f"no delivery {delivery_id} to an active webhook")
-    await store.audit("cli", "delivery.redeliver", str(delivery_id), {})
+async def _ok(found: Awaitable[bool], refusal: str) -> None:
+    if not await found:
+        raise ValueError(refusal)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings_from(args))
         elif args.command == "api-key" and args.key_command == "create":
-            print(run(args.data_dir, lambda store: _create_key(store, args.name)))
+            _, key = run(args.data_dir, lambda store: management.issue_api_key(store, args.name, "cli"))
+            print(key)
             print("Store this key now: it is shown once and kept only as a hash.", file=sys.stderr)
         elif args.command == "api-key" and args.key_command == "list":
             for line in run(args.data_dir, _list_keys):
@@ -294,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"revoked {args.id}")
         elif args.command == "user" and args.user_command == "create":
             password = _read_password(args.password_stdin)
-            print(run(args.data_dir, lambda store: _create_user(store, args, password)))
+            print(run(args.data_dir, lambda store: management.add_user(
+                store, args.email, args.name, args.role, password, "cli")))
         elif args.command == "user" and args.user_command == "list":
             for user in run(args.data_dir, lambda store: store.users()):
                 print(f"{user['id']}\t{user['email']}\t{user['name']}\t{user['role']}"
@@ -303,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(args.data_dir, lambda store: _disable_user(store, args.email))
             print(f"disabled {args.email}")
         elif args.command == "webhook" and args.webhook_command == "add":
-            endpoint_id, secret = run(args.data_dir, lambda store: _add_webhook(
-                store, args.url, [e.strip() for e in args.events.split(",") if e.strip()]))
+            endpoint_id, secret = run(args.data_dir, lambda store: management.add_webhook(
+                store, args.url, [e.strip() for e in args.events.split(",") if e.strip()], "cli"))
             print(f"{endpoint_id}\t{secret}")
             print("Give the secret to the receiver now: it is shown once.", file=sys.stderr)
         elif args.command == "webhook" and args.webhook_command == "list":
@@ -312,14 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{hook['id']}\t{hook['url']}\t{','.join(hook['events'])}"
                       f"{'  REMOVED' if hook['disabled_at'] else ''}")
         elif args.command == "webhook" and args.webhook_command == "remove":
-            run(args.data_dir, lambda store: _remove_webhook(store, args.id))
+            run(args.data_dir, lambda store: _ok(management.remove_webhook(store, args.id, "cli"),
+                                                 f"no active webhook {args.id}"))
             print(f"removed {args.id}")
         elif args.command == "webhook" and args.webhook_command == "deliveries":
             for d in run(args.data_dir, lambda store: store.deliveries(args.id, args.status)):
                 print(f"{d['id']}\t{d['event_id']}\t{d['type']}\t{d['status']}\t"
                       f"{len(d['attempts'])} attempts\t{d['last_error'] or ''}")
         elif args.command == "webhook" and args.webhook_command == "redeliver":
-            run(args.data_dir, lambda store: _redeliver(store, args.delivery_id))
+            run(args.data_dir, lambda store: _ok(
+                management.redeliver(store, args.delivery_id, "cli"),
+                f"no delivery {args.delivery_id} to an active webhook"))
             print(f"delivery {args.delivery_id} queued again")
     except ValueError as exc:
         print(f"visassist: {exc}", file=sys.stderr)

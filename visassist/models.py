@@ -28,11 +28,6 @@ class Role(enum.StrEnum):
     def staff(self) -> bool:
         return self is not Role.CUSTOMER
 
-    @property
-    def leads(self) -> bool:
-        """May annotate, take snapshots, control the customer's camera, chat, invite and end."""
-        return self in (Role.AGENT, Role.EXPERT)
-
 
 STAFF = frozenset({Role.AGENT, Role.EXPERT, Role.SUPERVISOR})
 
@@ -117,6 +112,11 @@ class Session:
         if (now or utcnow()) >= self.expires_at:
             return Status.EXPIRED
         return self.status
+
+    @property
+    def is_open(self) -> bool:
+        """Waiting or live: its links work and it can still change."""
+        return self.effective_status() in (Status.WAITING, Status.LIVE)
 
     @property
     def duration_seconds(self) -> float | None:

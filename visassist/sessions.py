@@ -29,20 +29,13 @@ from visassist.models import (
     iso,
     utcnow,
 )
-from visassist.signalling.protocol import Ended
+from visassist.signalling.protocol import Ended, Presence
 from visassist.signalling.room import Hub
 from visassist.store import Store
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CreatedSession:
-    session: Session
-    customer_token: str
-    agent_token: str
 
 
 @dataclass(frozen=True)
@@ -78,27 +71,30 @@ class SessionService:
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
                      ttl_seconds: int, actor: str, audio: bool = False,
-                     idempotency: tuple[str, str, str] | None = None) -> CreatedSession:
+                     idempotency: tuple[str, str, str] | None = None) -> Session:
         now = utcnow()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
             audio=audio,
         )
-        customer_id, agent_id = new_id("par"), new_id("par")
-        customer_token = link_token(self.link_key, customer_id)
-        agent_token = link_token(self.link_key, agent_id)
         participants = [
-            (Participant(id=customer_id, session_id=session.id, role=Role.CUSTOMER,
-                         name=str(customer.get("name") or "Customer"), created_at=now),
-             digest(customer_token)),
-            (Participant(id=agent_id, session_id=session.id, role=Role.AGENT,
-                         name=f"Tier {tier} agent", created_at=now),
-             digest(agent_token)),
+            Participant(id=new_id("par"), session_id=session.id, role=Role.CUSTOMER,
+                        name=str(customer.get("name") or "Customer"), created_at=now),
+            Participant(id=new_id("par"), session_id=session.id, role=Role.AGENT,
+                        name=f"Tier {tier} agent", created_at=now),
         ]
-        await self.store.create_session(session, participants, actor, idempotency)
+        # The links are derived from the participant ids (see links()); the store keeps digests only.
+        await self.store.create_session(
+            session, [(p, digest(link_token(self.link_key, p.id))) for p in participants], actor,
+            idempotency)
         log.info("session %s created for ticket %s", session.id, ticket_id)
-        return CreatedSession(session=session, customer_token=customer_token, agent_token=agent_token)
+        return session
+
+    def _require_open(self, session: Session) -> None:
+        if not session.is_open:
+            status = session.effective_status().value
+            raise Conflict(f"session_{status}", f"the session is already {status}")
 
     async def get(self, session_id: str) -> Session:
         session = await self.store.get_session(session_id)
@@ -108,11 +104,10 @@ class SessionService:
 
     async def invite(self, session_id: str, role: Role, name: str | None, actor: str,
                      base: str) -> tuple[Participant, str]:
-        """A new participant (a Tier 3 expert or a supervisor) and the link that admits them."""
+        """A new participant (a Tier 3 expert or a supervisor) and the link that admits them; whoever
+        is in the session sees them in presence at once."""
         session = await self.get(session_id)
-        status = session.effective_status()
-        if status is not Status.WAITING and status is not Status.LIVE:
-            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        self._require_open(session)
         participant_id = new_id("par")
         token = link_token(self.link_key, participant_id)
         participant = Participant(id=participant_id, session_id=session_id, role=role,
@@ -124,6 +119,7 @@ class SessionService:
         room = self.hub.get(session_id)
         if room is not None:
             room.members[participant.id] = participant
+            await room.broadcast(Presence(participants=room.presence()))
         return participant, f"{base}/a/{token}"
 
     async def rate(self, session: Session, customer: Participant, rating: int, comment: str) -> None:
@@ -148,7 +144,7 @@ class SessionService:
 
     async def links(self, session: Session, base: str) -> dict[str, str]:
         """The customer's and the agent's links, rebuilt from the link key; only while open."""
-        if session.effective_status() not in (Status.WAITING, Status.LIVE):
+        if not session.is_open:
             return {}
         links = {}
         for participant in await self.store.participants(session.id):
@@ -162,12 +158,12 @@ class SessionService:
         path = f"/api/v1/sessions/{snapshot.session_id}/snapshots/{snapshot.id}"
         return {"raw_url": f"{path}/raw.png", "annotated_url": f"{path}/annotated.png"}
 
-    def snapshot_view(self, snapshot: Snapshot, urls: dict[str, str] | None = None) -> dict[str, Any]:
+    def snapshot_view(self, snapshot: Snapshot) -> dict[str, Any]:
         return {
             "id": snapshot.id, "session_id": snapshot.session_id, "ticket_id": snapshot.ticket_id,
             "taken_at": iso(snapshot.taken_at), "taken_by": snapshot.taken_by,
             "source": snapshot.source.value, "width": snapshot.width, "height": snapshot.height,
-            "annotations": snapshot.annotations, **(urls or self.snapshot_urls(snapshot)),
+            "annotations": snapshot.annotations, **self.snapshot_urls(snapshot),
         }
 
     def summary(self, session: Session) -> dict[str, Any]:
@@ -203,9 +199,7 @@ class SessionService:
 
     async def end(self, session_id: str, outcome: Outcome, notes: str, actor: str) -> Session:
         session = await self.get(session_id)
-        status = session.effective_status()
-        if status is not Status.WAITING and status is not Status.LIVE:
-            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        self._require_open(session)
         room = self.hub.get(session_id)
         connected = sorted(room.connections) if room else []
         result = await self.store.end_session(session_id, outcome, notes, actor, utcnow(),
@@ -219,10 +213,7 @@ class SessionService:
 
     async def revoke(self, session_id: str, actor: str) -> Session:
         """Withdraw the links at once and disconnect whoever is in."""
-        session = await self.get(session_id)
-        status = session.effective_status()
-        if status is not Status.WAITING and status is not Status.LIVE:
-            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+        self._require_open(await self.get(session_id))
         if await self.store.revoke_session(session_id, actor, utcnow()) is None:
             raise Conflict("session_ended", "the session is no longer open")
         await finish(self._close_room(session_id, Ended(status="revoked"), "revoked"))
@@ -232,7 +223,7 @@ class SessionService:
     async def erase_ticket(self, ticket_id: str, actor: str) -> dict[str, int]:
         """Right to erasure: media and personal data go; anonymous outcome figures stay."""
         for session in await self.store.sessions_for_ticket(ticket_id):
-            if session.effective_status() in (Status.WAITING, Status.LIVE):
+            if session.is_open:
                 await self.revoke(session.id, actor)
         counts, session_ids = await self.store.erase_ticket(ticket_id, actor, utcnow())
         if not session_ids:
@@ -296,13 +287,6 @@ class SessionService:
         await self.store.append_event(
             session_id, EventType.PARTICIPANT_LEFT, participant.id,
             {"participant_id": participant.id, "role": participant.role.value, "reason": reason},
-            utcnow())
-
-    async def media_started(self, session_id: str, participant: Participant, width: int,
-                            height: int) -> None:
-        await self.store.append_event(
-            session_id, EventType.MEDIA_STARTED, participant.id,
-            {"participant_id": participant.id, "kind": "video", "width": width, "height": height},
             utcnow())
 
     # Snapshots

@@ -6,7 +6,7 @@ import { ChatPanel } from "./chat.js";
 import { ServerPeer } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
-import { RemoteVoice } from "./voice.js";
+import { Microphone, RemoteVoice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
@@ -16,6 +16,7 @@ const video = $("remote-video");
 const annotator = new Annotator($("annotation-canvas"), video);
 const signalling = new Signalling(token);
 const voice = new RemoteVoice($("remote-audio"));
+const microphone = new Microphone(signalling);
 const snapshotIds = new Set();
 const media = { camera: { state: "none" }, screen: { state: "none" }, staff_screen: { state: "none" } };
 const pending = new Map(); // request_id -> started at (ms)
@@ -25,8 +26,6 @@ let ended = false;
 let me = null;
 let people = [];
 let frozen = false;
-let mic = null;
-let audio = null;
 let sharing = null; // MediaStream of this agent's shared screen
 let editing = null; // the stored snapshot being annotated, or null for the live picture
 let iceServers = [];
@@ -60,7 +59,7 @@ function setupPeer(pc) {
   pc.addTransceiver("video", { direction: "recvonly" });
   const track = sharing?.getVideoTracks()[0];
   if (track) named.set(pc.addTransceiver(track, { direction: "sendonly", streams: [sharing] }), Source.STAFF_SCREEN);
-  audio = pc.addTransceiver(mic ?? "audio", { direction: role === "supervisor" ? "recvonly" : "sendrecv" });
+  microphone.addSection(pc, role === "supervisor" ? "recvonly" : "sendrecv");
   return named;
 }
 
@@ -87,8 +86,8 @@ signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
   renderFrozen();
   peer.start(iceServers);
   if (watching !== Source.CAMERA) signalling.send({ type: ClientMessage.WATCH, source: watching });
-  if (detail.audio && !mic && role !== "supervisor") setMic(true);
-  else if (mic) signalling.send({ type: ClientMessage.MUTE, muted: !mic.enabled }); // after a reconnect
+  if (detail.audio && !microphone.started && role !== "supervisor") setMic(true);
+  else microphone.restate();
   renderState();
 });
 signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
@@ -303,19 +302,12 @@ function renderQuality({ report, poor }) {
 }
 
 async function setMic(on) {
-  if (on && !mic) {
-    try {
-      mic = (await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true } })).getAudioTracks()[0];
-    } catch {
-      notify("The microphone is blocked for this page.", "error");
-      return;
-    }
-    await audio?.sender.replaceTrack(mic);
+  if (!(await microphone.set(on, { echoCancellation: true }))) {
+    notify("The microphone is blocked for this page.", "error");
+    return;
   }
-  if (mic) mic.enabled = on;
   $("mute").setAttribute("aria-pressed", String(on));
   $("mute").textContent = on ? "Mute" : "Unmute";
-  signalling.send({ type: ClientMessage.MUTE, muted: !on });
 }
 
 async function toggleShare() {
@@ -402,7 +394,7 @@ $("torch").addEventListener("click", () => signalling.send({ type: ClientMessage
 $("zoom").addEventListener("change", () => signalling.send({ type: ClientMessage.CAMERA, zoom: Number($("zoom").value) }));
 $("zoom").addEventListener("input", () => ($("zoom-value").textContent = `${Number($("zoom").value).toFixed(1)}×`));
 $("quality-profile").addEventListener("change", () => signalling.send({ type: ClientMessage.QUALITY_REQUEST, profile: $("quality-profile").value }));
-$("mute").addEventListener("click", () => setMic(!(mic?.enabled ?? false)));
+$("mute").addEventListener("click", () => setMic(!microphone.on));
 $("staff-screen-share").addEventListener("click", toggleShare);
 $("invite-expert").addEventListener("click", () => signalling.send({ type: ClientMessage.INVITE, role: "expert" }));
 $("invite-supervisor").addEventListener("click", () => signalling.send({ type: ClientMessage.INVITE, role: "supervisor" }));

@@ -13,7 +13,7 @@ const roundShape = (s) => ({ ...s, points: s.points.map(([x, y]) => [round4(x), 
 
 // Lay `canvas` exactly over the picture inside `media` (a <video> or <img>; object-fit: contain
 // letterboxes), so normalized canvas coordinates are normalized frame coordinates.
-export function fitToMedia(canvas, media) {
+function fitToMedia(canvas, media) {
   const box = media.getBoundingClientRect();
   const parent = canvas.offsetParent?.getBoundingClientRect() ?? box;
   const vw = media.videoWidth || media.naturalWidth || 16;
@@ -31,35 +31,43 @@ export function fitToMedia(canvas, media) {
   canvas.height = Math.max(1, Math.round(h * dpr));
 }
 
-export function watchLayout(media, callback) {
-  new ResizeObserver(callback).observe(media);
-  for (const event of ["resize", "loadedmetadata", "load"]) media.addEventListener(event, callback);
-  window.addEventListener("resize", callback);
+// A canvas kept over a picture, fitted again (and redrawn) whenever the picture or the window
+// changes size. It can move to another picture (a stored photo, and back); each is watched once.
+class CanvasOverMedia {
+  #watched = new WeakSet();
+
+  constructor(canvas, media, redraw) {
+    this.canvas = canvas;
+    this.redraw = redraw;
+    window.addEventListener("resize", () => this.layout());
+    this.retarget(media);
+  }
+
+  retarget(media) {
+    this.media = media;
+    if (!this.#watched.has(media)) {
+      this.#watched.add(media);
+      new ResizeObserver(() => this.layout()).observe(media);
+      for (const event of ["resize", "loadedmetadata", "load"]) media.addEventListener(event, () => this.layout());
+    }
+    this.layout();
+  }
+
+  layout() {
+    fitToMedia(this.canvas, this.media);
+    this.redraw();
+  }
 }
 
 // Someone else's drawing and laser pointers, shown read-only (the customer's overlay; other staff).
 export class Overlay {
   #canvas;
-  #media;
   #layers = new Map(); // by participant id -> shapes
   #pointers = new Map(); // by participant id -> [x, y]
 
   constructor(canvas, media) {
     this.#canvas = canvas;
-    this.#media = media;
-    watchLayout(media, () => this.layout());
-    this.layout();
-  }
-
-  retarget(media) {
-    this.#media = media;
-    watchLayout(media, () => this.layout());
-    this.layout();
-  }
-
-  layout() {
-    fitToMedia(this.#canvas, this.#media);
-    this.draw();
+    new CanvasOverMedia(canvas, media, () => this.draw());
   }
 
   setShapes(by, shapes) {
@@ -106,14 +114,13 @@ export class Annotator extends EventTarget {
   shapes = [];
   #draft = null;
   #canvas;
-  #video;
+  #surface;
   #ctx;
   #textInput = null;
 
   constructor(canvas, video) {
     super();
     this.#canvas = canvas;
-    this.#video = video;
     this.#ctx = canvas.getContext("2d");
     canvas.addEventListener("pointerdown", (e) => this.#down(e));
     canvas.addEventListener("pointermove", (e) => this.#move(e));
@@ -122,8 +129,7 @@ export class Annotator extends EventTarget {
     canvas.addEventListener("pointerleave", () => {
       if (this.tool === "pointer") this.#emit("pointer", null);
     });
-    watchLayout(video, () => this.layout());
-    this.layout();
+    this.#surface = new CanvasOverMedia(canvas, video, () => this.draw());
   }
 
   // Others' shapes, drawn beneath this annotator's own (another expert's drawing).
@@ -131,14 +137,7 @@ export class Annotator extends EventTarget {
 
   // Draw over another picture (a stored photo instead of the live video), or back.
   retarget(media) {
-    this.#video = media;
-    watchLayout(media, () => this.layout());
-    this.layout();
-  }
-
-  layout() {
-    fitToMedia(this.#canvas, this.#video);
-    this.draw();
+    this.#surface.retarget(media);
   }
 
   #emit(type, detail) {

@@ -6,7 +6,7 @@ import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, Upl
 import { ServerPeer } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
-import { RemoteVoice } from "./voice.js";
+import { Microphone, RemoteVoice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
@@ -49,10 +49,9 @@ function finish(title, text) {
 
 let camera = null; // MediaStream of the camera
 let screen = null; // MediaStream of a shared screen
-let mic = null; // MediaStreamTrack of the microphone, once turned on
+let microphone = null; // a Microphone, once the socket exists
 let signalling = null;
 let peer = null;
-let audio = null; // the audio transceiver, so the mic can be added without renegotiating
 let iceServers = [];
 let welcomed = false;
 let profile = "high";
@@ -63,8 +62,8 @@ let me = null;
 
 function stopAll() {
   for (const s of [camera, screen]) s?.getTracks().forEach((t) => t.stop());
-  mic?.stop();
-  camera = screen = mic = null;
+  microphone?.stop();
+  camera = screen = null;
 }
 
 // Rear camera first; any camera when the device has no rear one (laptops) or refuses the hint.
@@ -117,7 +116,7 @@ function setupPeer(pc) {
   const screenTrack = screen?.getVideoTracks()[0];
   if (screenTrack) named.set(pc.addTransceiver(screenTrack, { direction: "sendonly", streams: [screen] }), Source.SCREEN);
   pc.addTransceiver("video", { direction: "recvonly" });
-  audio = pc.addTransceiver(mic ?? "audio", { direction: "sendrecv" });
+  microphone.addSection(pc);
   return named;
 }
 
@@ -134,6 +133,7 @@ function startPeer(rebuild = false) {
 
 function connect() {
   signalling = new Signalling(token);
+  microphone = new Microphone(signalling);
   peer = new ServerPeer(signalling, setupPeer);
   peer.addEventListener("state", ({ detail }) => {
     if (detail === "connected") status("Live: the agent can see your camera", "ok");
@@ -154,8 +154,8 @@ function connect() {
     voice.update(detail.participants, me);
     $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
     setFrozen(detail.frozen);
-    if (detail.audio && !mic) setMic(true);
-    else if (mic) signalling.send({ type: ClientMessage.MUTE, muted: !mic.enabled }); // after a reconnect
+    if (detail.audio && !microphone.started) setMic(true);
+    else microphone.restate();
     startPeer();
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
@@ -261,20 +261,14 @@ function showCamera() {
 
 // Microphone: off unless the session asked for it or the customer turns it on.
 async function setMic(on) {
-  const button = $("mute");
-  if (on && !mic) {
-    try {
-      mic = (await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } })).getAudioTracks()[0];
-    } catch {
-      toast("The microphone is blocked. You can keep talking on the phone instead.");
-      return;
-    }
-    await audio?.sender.replaceTrack(mic);
+  if (!microphone) return;
+  if (!(await microphone.set(on, { echoCancellation: true, noiseSuppression: true }))) {
+    toast("The microphone is blocked. You can keep talking on the phone instead.");
+    return;
   }
-  if (mic) mic.enabled = on;
+  const button = $("mute");
   button.setAttribute("aria-pressed", String(on));
   button.textContent = on ? "Mute microphone" : "Turn microphone on";
-  signalling?.send({ type: ClientMessage.MUTE, muted: !on });
 }
 
 // Screen sharing, where the browser can (desktops). Phones are told, not shown a broken button.
@@ -401,7 +395,7 @@ $("retry").addEventListener("click", () => {
   join();
 });
 $("leave").addEventListener("click", leave);
-$("mute").addEventListener("click", () => setMic(!(mic?.enabled ?? false)));
+$("mute").addEventListener("click", () => setMic(!(microphone?.on ?? false)));
 $("toggle-chat").addEventListener("click", () => {
   $("chat").hidden = !$("chat").hidden;
   $("toggle-chat").setAttribute("aria-expanded", String(!$("chat").hidden));

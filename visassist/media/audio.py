@@ -30,14 +30,10 @@ class AudioInput:
 
     def __init__(self) -> None:
         self._buffer = np.zeros(0, dtype=np.int16)
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
         self._pump: asyncio.Task[None] | None = None
-        self.frames_in = 0
-        self.level = 0.0  # RMS of the last frame, 0..1, for tests and meters
 
     def attach(self, track: MediaStreamTrack) -> None:
         self.detach()
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
         self._pump = asyncio.create_task(self._run(track), name="audio-input")
 
     def detach(self) -> None:
@@ -48,9 +44,6 @@ class AudioInput:
 
     def push(self, samples: np.ndarray) -> None:
         self._buffer = np.concatenate((self._buffer, samples))[-_MAX_SAMPLES:]
-        self.frames_in += 1
-        if samples.size:
-            self.level = float(np.sqrt(np.mean((samples.astype(np.float32) / 32768) ** 2)))
 
     def take(self, count: int) -> np.ndarray | None:
         """The next `count` samples, or None when this speaker has nothing buffered."""
@@ -60,11 +53,12 @@ class AudioInput:
         return chunk
 
     async def _run(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=RATE)  # one per track: it keeps state
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
                 if isinstance(frame, AudioFrame):
-                    for out in self._resampler.resample(frame):
+                    for out in resampler.resample(frame):
                         self.push(out.to_ndarray().reshape(-1).astype(np.int16))
 
 

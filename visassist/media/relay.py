@@ -50,16 +50,8 @@ class FrameSource:
         return self._held if self._held is not None else self._frame
 
     @property
-    def seq(self) -> int:
-        return self._seq
-
-    @property
     def live(self) -> bool:
         return self._pump is not None and not self._pump.done()
-
-    @property
-    def frozen(self) -> bool:
-        return self._held is not None
 
     def attach(self, track: MediaStreamTrack) -> None:
         """Feed from `track` from now on, replacing any earlier track (a sender who reconnected)."""

@@ -16,7 +16,7 @@ from visassist.context import AppContext
 from visassist.media.audio import MixTrack
 from visassist.media.peer import Peer, PeerError
 from visassist.media.relay import ViewerTrack
-from visassist.models import EventType, Participant, Role, Session, SnapshotSource, Status, VideoSource
+from visassist.models import STAFF, EventType, Participant, Role, Session, SnapshotSource, VideoSource
 from visassist.signalling.protocol import (
     AnnotateSnapshot,
     Annotations,
@@ -61,7 +61,6 @@ from visassist.signalling.room import Connection, Room
 M = TypeVar("M", bound=ClientMessageType)
 
 LEADS = frozenset({Role.AGENT, Role.EXPERT})
-STAFF = frozenset({Role.AGENT, Role.EXPERT, Role.SUPERVISOR})
 ANYONE = frozenset(Role)
 SPEAKERS = frozenset({Role.CUSTOMER, Role.AGENT, Role.EXPERT})
 CUSTOMER = frozenset({Role.CUSTOMER})
@@ -120,7 +119,7 @@ async def dispatch(ctx: AppContext, joined: Joined, message: ClientMessageType) 
 
 async def _open_session(ctx: AppContext, joined: Joined, ref: str) -> Session:
     session = await ctx.sessions.get(joined.session.id)
-    if session.effective_status() not in (Status.WAITING, Status.LIVE):
+    if not session.is_open:
         raise ProtocolError(ErrorCode.SESSION_ENDED, "the session is over", ref=ref)
     return session
 
@@ -142,7 +141,7 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
     if refused:
         raise ProtocolError(ErrorCode.FORBIDDEN, f"a {participant.role.value} cannot send "
                                                  f"{', '.join(refused)}", ref="offer")
-    sending_video: list[bool] = []
+    viewer_given = False  # one video section carries video back; any others stay unused
 
     def on_track(track: MediaStreamTrack, mid: str | None) -> None:
         if track.kind == "video" and mid in named:
@@ -160,9 +159,10 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
     def outgoing(kind: str, mid: str, direction: str) -> MediaStreamTrack | None:
         if kind == "audio":
             return MixTrack(lambda: room.heard_by(participant.id))
-        if kind != "video" or sending_video or mid in named:
+        nonlocal viewer_given
+        if kind != "video" or viewer_given or mid in named:
             return None
-        sending_video.append(True)
+        viewer_given = True
         if participant.role is Role.CUSTOMER:
             return ViewerTrack(room.sources[VideoSource.STAFF_SCREEN])
         connection.viewer = ViewerTrack(room.sources[connection.watching])
@@ -365,7 +365,6 @@ async def invite(ctx: AppContext, joined: Joined, message: Invite) -> None:
     await joined.connection.send(Invited(
         participant=ParticipantInfo(id=invited.id, role=invited.role.value, name=invited.name,
                                     connected=False), url=url))
-    await joined.room.broadcast(Presence(participants=joined.room.presence()))
 
 
 @action(Handover, LEADS, "hand over")

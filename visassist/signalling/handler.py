@@ -12,7 +12,7 @@ from visassist import accounts
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
-from visassist.models import EventType, Role, Status, VideoSource
+from visassist.models import EventType, Status, VideoSource
 from visassist.signalling.actions import Joined, dispatch, error
 from visassist.signalling.protocol import (
     PROTOCOL_VERSION,
@@ -196,18 +196,13 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
 
 
 def _watch_video(ctx: AppContext, room: Room) -> None:
-    senders = {VideoSource.CAMERA: (Role.CUSTOMER,), VideoSource.SCREEN: (Role.CUSTOMER,),
-               VideoSource.STAFF_SCREEN: (Role.AGENT, Role.EXPERT)}
-
     async def changed(kind: VideoSource, frame: VideoFrame | None) -> None:
         if frame is None and room.frozen is kind:
             # The held frame goes with its source: a reconnecting customer comes back live.
             room.frozen, room.frozen_by = None, None
             room.sources[kind].unfreeze()
             await room.broadcast(Frozen(frozen=False, source=kind.value))
-        sender = room.sender_of.get(kind) or next(
-            (c.participant.id for c in room.connections.values() if c.participant.role in senders[kind]),
-            "system")
+        sender = room.sender_of.get(kind, "system")  # set whenever a track is attached
         if frame is None:
             await ctx.sessions.record(room.session_id, EventType.MEDIA_STOPPED, sender,
                                       {"source": kind.value})

@@ -15,7 +15,7 @@ from av import VideoFrame
 from visassist.media.audio import AudioInput
 from visassist.media.peer import Peer
 from visassist.media.relay import FrameSource, ViewerTrack
-from visassist.models import Participant, Role, VideoSource
+from visassist.models import STAFF, Participant, Role, VideoSource
 from visassist.signalling.protocol import MediaState, ParticipantInfo, ServerMessage, encode
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,7 @@ class Room:
 
     def media_state(self, kind: VideoSource) -> MediaState:
         source = self.sources[kind]
-        frame = source.frame
-        if not source.live or frame is None:
-            return MediaState(source=kind.value, state="none")
-        return MediaState(source=kind.value, state="live", width=frame.width, height=frame.height)
+        return _media_state(kind, source.frame if source.live else None)
 
     def voice(self, participant_id: str) -> AudioInput:
         if participant_id not in self.voices:
@@ -118,11 +115,9 @@ class Room:
     def _announcer(self, kind: VideoSource) -> Callable[[VideoFrame | None], None]:
         def changed(frame: VideoFrame | None) -> None:
             # Called from inside the source's pump, so say what changed rather than asking the source.
-            state = (MediaState(source=kind.value, state="none") if frame is None else
-                     MediaState(source=kind.value, state="live", width=frame.width, height=frame.height))
             # The customer sees the staff's shared screen; staff see everything.
-            self.spawn(self.broadcast(state, None if kind is VideoSource.STAFF_SCREEN else
-                                      (Role.AGENT, Role.EXPERT, Role.SUPERVISOR)))
+            self.spawn(self.broadcast(_media_state(kind, frame),
+                                      None if kind is VideoSource.STAFF_SCREEN else STAFF))
             if self.on_video is not None:
                 self.spawn(self.on_video(kind, frame))
         return changed
@@ -136,6 +131,12 @@ class Room:
             voice.detach()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _media_state(kind: VideoSource, frame: VideoFrame | None) -> MediaState:
+    if frame is None:
+        return MediaState(source=kind.value, state="none")
+    return MediaState(source=kind.value, state="live", width=frame.width, height=frame.height)
 
 
 class Hub:

@@ -248,6 +248,15 @@ def _api_key(row: aiosqlite.Row) -> ApiKey:
                   last_used_at=_dt(row["last_used_at"]), revoked_at=_dt(row["revoked_at"]))
 
 
+async def _insert_participant(db: aiosqlite.Connection, participant: Participant,
+                              token_digest: str) -> None:
+    await db.execute(
+        "INSERT INTO participants (id, session_id, role, name, token_digest, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (participant.id, participant.session_id, participant.role.value, participant.name,
+         token_digest, _ts(participant.created_at)))
+
+
 class SqliteStore:
     def __init__(self, path: Path, public_base: str = "http://127.0.0.1:8080") -> None:
         self._path = path
@@ -391,12 +400,7 @@ class SqliteStore:
                  int(session.audio)),
             )
             for participant, token_digest in participants:
-                await db.execute(
-                    "INSERT INTO participants (id, session_id, role, name, token_digest, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (participant.id, session.id, participant.role.value, participant.name,
-                     token_digest, _ts(participant.created_at)),
-                )
+                await _insert_participant(db, participant, token_digest)
             return await self._insert_event(
                 db, session.id, EventType.SESSION_CREATED, actor,
                 {"ticket_id": session.ticket_id, "tier": session.tier,
@@ -413,12 +417,7 @@ class SqliteStore:
                                   (participant.session_id,))
             if row is not None and row["n"] >= limit:
                 return None
-            await db.execute(
-                "INSERT INTO participants (id, session_id, role, name, token_digest, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (participant.id, participant.session_id, participant.role.value, participant.name,
-                 token_digest, _ts(participant.created_at)),
-            )
+            await _insert_participant(db, participant, token_digest)
             return await self._insert_event(
                 db, participant.session_id, EventType.PARTICIPANT_INVITED, actor,
                 {"participant_id": participant.id, "role": participant.role.value,
@@ -614,14 +613,19 @@ class SqliteStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._all(f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?",
                                (*params, limit))
+        attempts: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+        if rows:  # every attempt of the page in one query
+            marks = ",".join("?" * len(rows))
+            for a in await self._all(
+                    "SELECT delivery_id, at, status_code, error, duration_ms FROM delivery_attempts"
+                    f" WHERE delivery_id IN ({marks}) ORDER BY id", tuple(attempts)):
+                attempts[a["delivery_id"]].append(
+                    {k: a[k] for k in ("at", "status_code", "error", "duration_ms")})
         out = []
         for r in rows:
-            attempts = await self._all(
-                "SELECT at, status_code, error, duration_ms FROM delivery_attempts WHERE delivery_id = ?"
-                " ORDER BY id", (r["id"],))
             out.append({"id": r["id"], "endpoint_id": r["endpoint_id"], "event_id": f"evt_{r['event_seq']}",
                         "session_id": r["session_id"], "type": r["type"], "status": r["status"],
-                        "attempts": [dict(a) for a in attempts], "last_error": r["last_error"],
+                        "attempts": attempts[r["id"]], "last_error": r["last_error"],
                         "created_at": r["created_at"], "delivered_at": r["delivered_at"],
                         "next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None})
         return out
@@ -832,10 +836,6 @@ class SqliteStore:
 
     async def user_by_email(self, email: str) -> dict[str, Any] | None:
         row = await self._one("SELECT * FROM users WHERE email = ?", (email,))
-        return None if row is None else dict(row)
-
-    async def user(self, user_id: str) -> dict[str, Any] | None:
-        row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
         return None if row is None else dict(row)
 
     async def users(self) -> list[dict[str, Any]]:
