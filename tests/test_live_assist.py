@@ -132,9 +132,12 @@ async def test_freeze_holds_the_picture_for_everyone_and_snapshots_use_it(
     await agent.get_by_test_id("freeze").click()
     await expect(agent.get_by_test_id("freeze")).to_have_attribute("aria-pressed", "true")
     await expect(customer.get_by_text("Paused by your agent")).to_be_visible()
-    frozen_img = customer.get_by_test_id("frozen-frame")
-    await expect(frozen_img).to_have_js_property("complete", True)
-    assert await frozen_img.evaluate("i => i.naturalWidth") > 0
+    for page, test_id in ((customer, "frozen-frame"), (agent, "agent-frozen-frame")):
+        frozen_img = page.get_by_test_id(test_id)
+        await expect(frozen_img).to_be_visible()
+        await expect(frozen_img).to_have_js_property("complete", True)
+        assert await frozen_img.evaluate("i => i.naturalWidth") > 0
+    await expect(agent.get_by_test_id("remote-video")).to_be_hidden()
 
     snapshots = []
     for _ in range(2):
@@ -154,6 +157,8 @@ async def test_freeze_holds_the_picture_for_everyone_and_snapshots_use_it(
 
     await agent.get_by_test_id("freeze").click()
     await expect(customer.get_by_text("Paused by your agent")).to_be_hidden()
+    await expect(agent.get_by_test_id("agent-frozen-frame")).to_be_hidden()
+    await expect(agent.get_by_test_id("remote-video")).to_be_visible()
     await asyncio.sleep(0.5)
     await agent.get_by_test_id("snapshot").click()
     await expect(agent.get_by_test_id("snapshot-list").locator("> li")).to_have_count(3)

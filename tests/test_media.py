@@ -149,3 +149,34 @@ async def test_a_freeze_ends_when_the_frozen_camera_goes(client: TestClient, cre
         assert (await client.get(f"/a/{token_of(session['agent_url'])}/frozen.png")).status == 404
     finally:
         await agent.close()
+
+
+async def test_viewers_get_the_phones_own_resolution_and_a_late_one_a_picture_within_a_second(
+    client: TestClient, create_session: Create, auth: dict[str, str]
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    response = await client.post(f"/api/v1/sessions/{session['id']}/participants",
+                                 json={"role": "expert", "name": "Tier 3"}, headers=auth)
+    expert = FakeParticipant(client, token_of((await response.json())["url"]))
+    try:
+        await agent.join()
+        await agent.negotiate(receive=True)
+        await customer.join()
+        await customer.negotiate(send=MarkerTrack(1280, 720))
+        image = await first_frame(await agent.track())
+        assert image.shape[:2] == (720, 1280), "forwarded at the resolution the phone sent"
+        await asyncio.sleep(2)  # the phone sends no keyframe by itself meanwhile
+
+        await expert.join()
+        started = asyncio.get_running_loop().time()
+        await expert.negotiate(receive=True)
+        late = await first_frame(await expert.track(), timeout=5)
+        waited = asyncio.get_running_loop().time() - started
+        assert late.shape[:2] == (720, 1280) and MARKER_ID in detect_markers(late)
+        assert waited < 1.0, f"the late viewer waited {waited:.2f} s for a picture"
+    finally:
+        await expert.close()
+        await customer.close()
+        await agent.close()

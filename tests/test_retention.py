@@ -63,7 +63,8 @@ async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: Cli
 
     response = await client.delete("/api/v1/tickets/ZD-ERASE", headers=auth)
     assert response.status == 200
-    assert (await response.json())["erased"] == {"sessions": 2, "snapshots": 2, "chat_messages": 2}
+    assert (await response.json())["erased"] == {"sessions": 2, "snapshots": 2, "recordings": 0,
+                                                         "chat_messages": 2}
     assert (await client.get("/api/v1/tickets/ZD-ERASE", headers=auth)).status == 404
     assert (await client.get(snapshot["raw_url"], headers=auth)).status == 404
     data_dir = settings.blob_dir / "sessions"
@@ -98,7 +99,7 @@ async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: Cl
     await age(client, old["id"], 31)
     await age(client, mid["id"], 8)
     counts = await client.app[AppContext.KEY].sessions.purge()
-    assert counts == {"snapshots": 1, "chat_messages": 2}
+    assert counts == {"snapshots": 1, "recordings": 0, "chat_messages": 2}
 
     def chats(record: dict[str, Any]) -> list[dict[str, Any]]:
         return [e["data"] for e in record["events"] if e["type"] == "chat.message"]
@@ -111,7 +112,8 @@ async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: Cl
     assert "text" not in chats(mid_record)[0], "chat removed: 8 days > 7"
     new_record = await (await client.get(f"/api/v1/sessions/{new['id']}", headers=auth)).json()
     assert len(new_record["snapshots"]) == 1 and chats(new_record)[0]["text"] == "my address is 12 Rua Nova"
-    assert await client.app[AppContext.KEY].sessions.purge() == {"snapshots": 0, "chat_messages": 0}
+    nothing = {"snapshots": 0, "recordings": 0, "chat_messages": 0}
+    assert await client.app[AppContext.KEY].sessions.purge() == nothing
 
 
 async def test_without_retention_settings_nothing_is_purged(aiohttp_client: ClientFactory,
@@ -119,6 +121,7 @@ async def test_without_retention_settings_nothing_is_purged(aiohttp_client: Clie
     client, auth = await start_app(aiohttp_client, settings)
     old = await session_with_snapshot_and_chat(client, auth, "ZD-ANCIENT")
     await age(client, old["id"], 3650)
-    assert await client.app[AppContext.KEY].sessions.purge() == {"snapshots": 0, "chat_messages": 0}
+    nothing = {"snapshots": 0, "recordings": 0, "chat_messages": 0}
+    assert await client.app[AppContext.KEY].sessions.purge() == nothing
     record = await (await client.get(f"/api/v1/sessions/{old['id']}", headers=auth)).json()
     assert len(record["snapshots"]) == 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import json
 import socket
 from typing import Any
 
 import aiohttp
+import av
 import cv2
 import numpy as np
 from aiohttp import ClientSession, ClientWebSocketResponse
@@ -16,6 +18,8 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
+
+from visassist.media.encoded import EncodedFrame, vp8_keyframe_size
 
 MARKER_ID = 7
 ARUCO = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
@@ -51,6 +55,40 @@ def red_fraction(image: np.ndarray, x0: float, y0: float, x1: float, y1: float) 
     box = image[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)].astype(int)
     red = (box[..., 2] > 180) & (box[..., 1] < 90) & (box[..., 0] < 90)
     return float(red.mean()) if red.size else 0.0
+
+
+def vp8_frames(count: int, width: int = 320, height: int = 240, keyframe_every: int = 0,
+               image: np.ndarray | None = None) -> list[EncodedFrame]:
+    """`count` real VP8 frames (libvpx) of the marker scene, moving a little, as the server receives them."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = fractions.Fraction(1, 30)
+    codec.bit_rate = 500_000
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    scene = marker_image(width, height) if image is None else image
+    frames = []
+    for index in range(count):
+        picture = np.roll(scene, index % 7, axis=1)
+        frame = VideoFrame.from_ndarray(picture, format="bgr24").reformat(format="yuv420p")
+        frame.pts = index
+        if keyframe_every and index % keyframe_every == 0:
+            frame.pict_type = av.video.frame.PictureType.I
+        for packet in codec.encode(frame):
+            data = bytes(packet)
+            size = vp8_keyframe_size(data)
+            frames.append(EncodedFrame(data=data, timestamp=index * 3000, clock_rate=90_000,
+                                       keyframe=size is not None, size=size))
+    return frames
+
+
+class QuietTrack(MediaStreamTrack):
+    """A live track that never yields: a sender connected but silent (tests publish by hand)."""
+
+    kind = "video"
+
+    async def recv(self) -> VideoFrame:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
 
 
 class MarkerTrack(VideoStreamTrack):

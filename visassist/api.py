@@ -89,12 +89,16 @@ async def create_session(request: web.Request) -> web.Response:
     replayed = None
     if idempotency is not None:
         replayed = await _replay(ctx, key, idempotency)
+    if replayed is None and ctx.hub.full():
+        # Refused before anything is stored: a retry later (or on another node) starts clean.
+        raise ClientError("capacity_exhausted", "this server carries as many live sessions as it can; "
+                          "try again in a minute", status=503)
     if replayed is None:
         try:
             session = await ctx.sessions.create(
                 ticket_id=body.ticket_id, tier=body.tier,
                 customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
-                actor=f"api:{key.id}", audio=body.audio, idempotency=idempotency)
+                actor=f"api:{key.id}", audio=body.audio, record=body.record, idempotency=idempotency)
         except sqlite3.IntegrityError:  # a concurrent call with the same key won the race
             assert idempotency is not None
             replayed = await _replay(ctx, key, idempotency)
@@ -264,6 +268,32 @@ async def list_snapshots(request: web.Request) -> web.Response:
     session = await ctx.sessions.get(request.match_info["session_id"])
     snapshots = await ctx.store.snapshots(session.id)
     return web.json_response({"snapshots": [ctx.sessions.snapshot_view(s) for s in snapshots]})
+
+
+@routes.get("/api/v1/sessions/{session_id}/recordings")
+async def list_recordings(request: web.Request) -> web.Response:
+    await authenticate(request)
+    ctx = _ctx(request)
+    session = await ctx.sessions.get(request.match_info["session_id"])
+    recordings = await ctx.store.recordings(session.id)
+    return web.json_response({"recordings": [ctx.sessions.recording_view(r) for r in recordings]})
+
+
+@routes.get("/api/v1/sessions/{session_id}/recordings/{recording_id}")
+async def get_recording(request: web.Request) -> web.StreamResponse:
+    """The WebM file; HTTP Range requests are answered, so a browser can seek in it."""
+    await authenticate(request)
+    ctx = _ctx(request)
+    recording = await ctx.store.recording(request.match_info["session_id"],
+                                          request.match_info["recording_id"])
+    if recording is None:
+        raise NotFound("recording_not_found", "no such recording in this session")
+    path = ctx.blobs.local_path(recording.key)
+    if not path.is_file():
+        raise NotFound("recording_missing", "the file of this recording is missing from storage")
+    return web.FileResponse(path, headers={
+        "Content-Type": "video/webm", "Cache-Control": "private, max-age=31536000, immutable",
+        "Content-Disposition": f'inline; filename="{recording.ticket_id}-{recording.id}.webm"'})
 
 
 async def snapshot_image(ctx: AppContext, snapshot: Snapshot, kind: str) -> web.Response:

@@ -14,6 +14,7 @@ from visassist import admin, api, pages, signin, tasks
 from visassist.accounts import SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
+from visassist.capacity import FileBudget
 from visassist.config import Settings
 from visassist.context import AppContext
 from visassist.errors import ClientError
@@ -99,7 +100,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 def build_context(settings: Settings) -> AppContext:
     store = SqliteStore(settings.database_path, settings.base_url)
     blobs = DirectoryBlobStore(settings.blob_dir)
-    hub = Hub(settings.max_live_sessions)
+    hub = Hub(settings.max_live_sessions, FileBudget())
     return AppContext(
         settings=settings, store=store, blobs=blobs, hub=hub,
         sessions=SessionService(settings, store, blobs, hub, load_or_create_key(settings.link_key_path)),

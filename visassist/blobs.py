@@ -19,12 +19,19 @@ class BlobStore(Protocol):
 
     async def delete_prefix(self, prefix: str) -> None: ...
 
+    def local_path(self, key: str) -> Path:
+        """Where a blob written as a stream (a recording) goes, and is read from with HTTP ranges."""
+        ...
+
 
 class DirectoryBlobStore:
     """Writes go to a temporary file that is fsynced and renamed, so a crash never leaves half an image."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from visassist import __version__, management, webhooks
 from visassist.accounts import UserRole
+from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import Settings, env_list, parse_ice_server
 from visassist.store import SqliteStore
 
@@ -92,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--zendesk-token", default=os.environ.get("VISASSIST_ZENDESK_TOKEN"),
                        help="a Zendesk API token; prefer the environment variable "
                             "VISASSIST_ZENDESK_TOKEN, which other users cannot see in ps")
+    serve.add_argument(
+        "--record", action=argparse.BooleanOptionalAction,
+        default=os.environ.get("VISASSIST_RECORD", "") in ("1", "true", "yes"),
+        help="record sessions whose creator did not say (the API's \"record\" field) "
+             "(env VISASSIST_RECORD=1; default off)")
+    serve.add_argument(
+        "--max-live-sessions", type=int, default=_env_int("VISASSIST_MAX_LIVE_SESSIONS"), metavar="N",
+        help="live sessions this node carries before it refuses new ones with 'capacity_exhausted' "
+             "(env VISASSIST_MAX_LIVE_SESSIONS; default 12 per CPU core, from scripts/bench-media)")
     serve.add_argument("--log-level", default=os.environ.get("VISASSIST_LOG_LEVEL", "INFO"),
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log verbosity (env VISASSIST_LOG_LEVEL; default INFO)")
@@ -170,7 +180,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if days is not None and days < 1:
             raise ValueError("retention is a number of days, 1 or more")
     servers = args.ice_server if args.ice_server is not None else env_list("VISASSIST_ICE_SERVERS")
-    return Settings(host=args.host, port=args.port, data_dir=args.data_dir,
+    if args.max_live_sessions is not None and args.max_live_sessions < 1:
+        raise ValueError("--max-live-sessions is 1 or more")
+    limits = {} if args.max_live_sessions is None else {"max_live_sessions": args.max_live_sessions}
+    return Settings(**limits, record_by_default=args.record,
+                    host=args.host, port=args.port, data_dir=args.data_dir,
                     public_url=args.public_url, ice_addresses=tuple(addresses),
                     ice_servers=tuple(parse_ice_server(s) for s in servers),
                     log_level=args.log_level, retention_media_days=args.retention_media_days,
@@ -191,11 +205,14 @@ def serve(settings: Settings) -> None:
     # aioice and aiortc are chatty at INFO; their warnings still show.
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    files = raise_open_file_limit()
+    guard_accept_loop()
     app = create_app(settings)
     print(f"visassist {__version__} on {settings.base_url}  (data in {settings.data_dir.resolve()})",
           flush=True)
     print(f"  API:          {settings.base_url}/api/v1/sessions", flush=True)
     print(f"  API document: {settings.base_url}/api/v1/openapi.json", flush=True)
+    print(f"  Capacity:     {settings.max_live_sessions} live sessions, {files} open files", flush=True)
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from visassist.capacity import default_max_live_sessions
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,11 @@ class Settings:
     max_ttl_seconds: int = 7 * 24 * 3600
     max_body_bytes: int = 64 * 1024
     max_ws_message_bytes: int = 256 * 1024
-    max_live_sessions: int = 200
+    # Live sessions this node carries before it refuses more (capacity.py; measured by bench-media).
+    max_live_sessions: int = field(default_factory=default_max_live_sessions)
     max_snapshots_per_session: int = 500
+    # Record sessions whose creator did not say (the API's "record" field).
+    record_by_default: bool = False
     max_participants_per_session: int = 8
     max_photo_bytes: int = 15 * 1024 * 1024
     max_photo_pixels: int = 50_000_000

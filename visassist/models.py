@@ -73,6 +73,8 @@ class EventType(enum.StrEnum):
     TICKET_ERASED = "ticket.erased"
     INVITATION_SENT = "invitation.sent"
     RETENTION_PURGED = "retention.purged"
+    RECORDING_STARTED = "recording.started"
+    RECORDING_STORED = "recording.stored"
 
 
 class SnapshotSource(enum.StrEnum):
@@ -104,6 +106,7 @@ class Session:
     notes: str | None = None
     ended_by: str | None = None
     audio: bool = False  # ask for the customer's microphone from the start
+    record: bool = False  # record the customer's video and the voices
 
     def effective_status(self, now: datetime | None = None) -> Status:
         """Expiry is a matter of time, so it is read off the clock, not only off the stored row."""
@@ -148,6 +151,22 @@ class Snapshot:
     annotations: list[dict[str, Any]]
     raw_key: str
     annotated_key: str
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recorded stretch of a session (a session whose room closed and reopened has several)."""
+
+    id: str
+    session_id: str
+    ticket_id: str
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float
+    size_bytes: int
+    width: int
+    height: int
+    key: str  # where the WebM file is in the blob store
 
 
 @dataclass(frozen=True)

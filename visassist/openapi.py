@@ -15,6 +15,7 @@ from visassist.schemas import (
     ErrorOut,
     InvitedOut,
     InviteIn,
+    RecordingListOut,
     SendInvitationIn,
     SessionListOut,
     SessionOut,
@@ -56,8 +57,8 @@ def _session_links() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, SendInvitationIn,
                                      WebhookIn, ErrorOut,
-                                     SessionOut, InvitedOut, SnapshotListOut, TicketOut, WebhookCreatedOut,
-                                     WebhookListOut, DeliveryListOut, SessionListOut]
+                                     SessionOut, InvitedOut, SnapshotListOut, RecordingListOut, TicketOut,
+                                     WebhookCreatedOut, WebhookListOut, DeliveryListOut, SessionListOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}")
     png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
@@ -146,6 +147,25 @@ def document() -> dict[str, Any]:
                 "operationId": "listSnapshots", "summary": "A session's snapshots, oldest first",
                 "parameters": [SESSION_ID],
                 "responses": {"200": _json(SnapshotListOut, "Snapshots"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/recordings": {"get": {
+                "operationId": "listRecordings",
+                "summary": "A session's recordings (sessions created with record: true), oldest first",
+                "parameters": [SESSION_ID],
+                "responses": {"200": _json(RecordingListOut, "Recordings"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/recordings/{recording_id}": {"get": {
+                "operationId": "getRecording",
+                "summary": "A recording as WebM (VP8 and Opus); Range requests let a player seek",
+                "parameters": [SESSION_ID, {"name": "recording_id", "in": "path", "required": True,
+                                            "schema": {"type": "string"}},
+                               {"name": "Range", "in": "header", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The whole file",
+                                      "content": {"video/webm": {"schema": {
+                                          "type": "string", "format": "binary"}}}},
+                              "206": {"description": "The requested byte range",
+                                      "content": {"video/webm": {"schema": {
+                                          "type": "string", "format": "binary"}}}},
+                              **_errors(401, 404)}}},
             "/api/v1/sessions/{session_id}/snapshots/{snapshot_id}/{kind}.png": {"get": {
                 "operationId": "getSnapshotImage", "summary": "The raw or the annotated image",
                 "parameters": [SESSION_ID,

@@ -121,10 +121,20 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _refuse_when_full(request: web.Request, session: Session) -> None:
+    """A session that is not live yet cannot start on a full node: say so before the camera starts."""
+    hub = request.app[AppContext.KEY].hub
+    if hub.get(session.id) is None and hub.full():
+        raise PageError(503, "capacity_exhausted", "We're very busy right now",
+                        "Too many video sessions are running at the moment. Please try this link again "
+                        "in a minute or two; it stays valid.")
+
+
 @routes.get("/s/{token}")
 async def customer_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.CUSTOMER)
     _refuse_closed(session, Role.CUSTOMER)
+    _refuse_when_full(request, session)
     return render("customer.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 
@@ -133,6 +143,7 @@ async def customer_page(request: web.Request) -> web.Response:
 async def agent_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.AGENT)
     _refuse_closed(session, Role.AGENT)
+    _refuse_when_full(request, session)
     return render("agent.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 
@@ -181,7 +192,7 @@ async def frozen_frame(request: web.Request) -> web.Response:
     _refuse_closed(session, role)
     ctx = request.app[AppContext.KEY]
     room = ctx.hub.get(session.id)
-    frame = None if room is None or room.frozen is None else room.sources[room.frozen].frame
+    frame = None if room is None or room.frozen is None else room.feeds[room.frozen].held
     if frame is None:
         raise NotFound("not_frozen", "the picture is not frozen")
     png = await asyncio.to_thread(lambda: encode_png(cast(Image, frame.to_ndarray(format="bgr24"))))

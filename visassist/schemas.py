@@ -32,6 +32,8 @@ class CreateSessionIn(_Body):
     ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
     # Turn the customer's microphone on from the start (otherwise they can turn it on themselves).
     audio: bool = False
+    # Record the customer's video and the voices (WebM); unset means the deployment's default.
+    record: bool | None = None
 
 
 class InviteIn(_Body):
@@ -123,6 +125,21 @@ class SnapshotOut(_Out):
     annotated_url: str
 
 
+class RecordingOut(_Out):
+    id: str
+    started_at: str
+    duration_seconds: float
+    size_bytes: int
+    width: int
+    height: int
+    content_type: Literal["video/webm"]
+    url: str
+
+
+class RecordingListOut(_Out):
+    recordings: list[RecordingOut]
+
+
 class OutcomeOut(_Out):
     outcome: Outcome
     notes: str | None
@@ -147,6 +164,7 @@ class SessionSummaryOut(_Out):
     ended_at: str | None
     duration_seconds: float | None
     audio: bool
+    record: bool
     outcome: OutcomeOut | None
 
 
@@ -154,6 +172,7 @@ class SessionOut(SessionSummaryOut):
     participants: list[ParticipantOut]
     events: list[EventOut]
     snapshots: list[SnapshotOut] | None = None
+    recordings: list[RecordingOut]
     customer_url: str | None = None
     agent_url: str | None = None
     rating: RatingOut | None = None

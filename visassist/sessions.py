@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from av import VideoFrame
@@ -16,11 +18,13 @@ from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.errors import Conflict, NotFound
 from visassist.media.compose import Image, compose, decode_photo, encode_png
+from visassist.media.recorder import Recorded
 from visassist.models import (
     Event,
     EventType,
     Outcome,
     Participant,
+    Recording,
     Role,
     Session,
     Snapshot,
@@ -34,6 +38,7 @@ from visassist.signalling.room import Hub
 from visassist.store import Store
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
+from visassist.webhooks import recording_view
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +75,13 @@ class SessionService:
     # Creation and reading
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
-                     ttl_seconds: int, actor: str, audio: bool = False,
+                     ttl_seconds: int, actor: str, audio: bool = False, record: bool | None = None,
                      idempotency: tuple[str, str, str] | None = None) -> Session:
         now = utcnow()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
-            audio=audio,
+            audio=audio, record=self.settings.record_by_default if record is None else record,
         )
         participants = [
             Participant(id=new_id("par"), session_id=session.id, role=Role.CUSTOMER,
@@ -173,6 +178,7 @@ class SessionService:
             "created_at": iso(session.created_at), "expires_at": iso(session.expires_at),
             "started_at": iso(session.started_at), "ended_at": iso(session.ended_at),
             "duration_seconds": session.duration_seconds, "audio": session.audio,
+            "record": session.record,
             "outcome": None if session.outcome is None else {
                 "outcome": session.outcome.value, "notes": session.notes,
                 "ended_by": session.ended_by},
@@ -193,7 +199,33 @@ class SessionService:
         body["rating"] = None if rating is None else {**rating, "at": iso(rating["at"])}
         if snapshots:
             body["snapshots"] = [self.snapshot_view(s) for s in await self.store.snapshots(session.id)]
+        body["recordings"] = [self.recording_view(r) for r in await self.store.recordings(session.id)]
         return body
+
+    def recording_view(self, recording: Recording) -> dict[str, Any]:
+        return recording_view(dataclasses.asdict(recording), "")  # a path, like snapshot URLs
+
+    # Recording
+
+    def recording_path(self, session: Session) -> tuple[str, Path]:
+        """A new recording's blob key and the file a recorder writes it to."""
+        key = f"sessions/{session.id}/recordings/{new_id('rec')}/session.webm"
+        return key, self.blobs.local_path(key)
+
+    async def recording_started(self, session_id: str) -> None:
+        await self.record(session_id, EventType.RECORDING_STARTED, "system", {})
+
+    async def recorded(self, session: Session, key: str, done: Recorded) -> Recording:
+        recording = Recording(
+            id=key.split("/")[3], session_id=session.id, ticket_id=session.ticket_id,
+            started_at=done.started_at, ended_at=done.ended_at, duration_seconds=done.duration_seconds,
+            size_bytes=done.size_bytes, width=done.width, height=done.height, key=key)
+        await self.store.add_recording(recording, {
+            "recording_id": recording.id, "duration_seconds": recording.duration_seconds,
+            "size_bytes": recording.size_bytes})
+        log.info("session %s: recording %s stored (%.1f s, %d bytes)", session.id, recording.id,
+                 recording.duration_seconds, recording.size_bytes)
+        return recording
 
     # Ending
 
@@ -202,6 +234,8 @@ class SessionService:
         self._require_open(session)
         room = self.hub.get(session_id)
         connected = sorted(room.connections) if room else []
+        if room is not None:
+            await finish(room.stop_recording())  # stored before session.ended, which lists it
         result = await self.store.end_session(session_id, outcome, notes, actor, utcnow(),
                                               {"connected": connected})
         if result is None:  # lost a race with another end or with expiry
@@ -244,8 +278,8 @@ class SessionService:
         for _, prefix in removed:
             await self.blobs.delete_prefix(prefix)
         if any(counts.values()):
-            log.info("retention purge removed %d snapshots and %d chat messages",
-                     counts["snapshots"], counts["chat_messages"])
+            log.info("retention purge removed %d snapshots, %d recordings and %d chat messages",
+                     counts["snapshots"], counts["recordings"], counts["chat_messages"])
         return counts
 
     async def expire_due(self) -> int:

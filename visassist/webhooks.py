@@ -78,8 +78,9 @@ def snapshot_urls(base: str, session_id: str, snapshot_id: str) -> dict[str, str
 
 
 def payload(seq: int, type: str, at: Any, session: dict[str, Any], data: dict[str, Any],
-            snapshots: list[dict[str, Any]], base: str) -> dict[str, Any]:
-    """The webhook body for one timeline event. `snapshots` are the session's snapshot rows."""
+            snapshots: list[dict[str, Any]], base: str,
+            recordings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The webhook body for one timeline event. `snapshots` and `recordings` are the session's rows."""
     body: dict[str, Any] = {}
     if type == "session.created":
         body = {"tier": session["tier"], "expires_at": iso(session["expires_at"])}
@@ -91,11 +92,20 @@ def payload(seq: int, type: str, at: Any, session: dict[str, Any], data: dict[st
     elif type == "session.ended":
         body = {"outcome": data["outcome"], "notes": data["notes"],
                 "duration_seconds": data["duration_seconds"],
-                "snapshots": [_snapshot(s, session["id"], base) for s in snapshots]}
+                "snapshots": [_snapshot(s, session["id"], base) for s in snapshots],
+                "recordings": [recording_view(r, base) for r in recordings or []]}
     elif type == "session.rated":
         body = {"rating": data["rating"], "comment": data.get("comment", "")}
     return {"id": f"evt_{seq}", "type": type, "created_at": iso(at), "session_id": session["id"],
             "ticket_id": session["ticket_id"], "data": body}
+
+
+def recording_view(row: dict[str, Any], base: str) -> dict[str, Any]:
+    """A recording as the API and webhooks show it, with the URL to download it (Range supported)."""
+    return {"id": row["id"], "started_at": iso(row["started_at"]),
+            "duration_seconds": row["duration_seconds"], "size_bytes": row["size_bytes"],
+            "width": row["width"], "height": row["height"], "content_type": "video/webm",
+            "url": f"{base}/api/v1/sessions/{row['session_id']}/recordings/{row['id']}"}
 
 
 def _snapshot(row: dict[str, Any], session_id: str, base: str) -> dict[str, Any]:

@@ -221,6 +221,7 @@ function editSnapshot(snapshot, rawUrl) {
   image.src = rawUrl;
   image.hidden = false;
   video.hidden = true;
+  $("frozen-view").hidden = true;
   annotator.shapes = (snapshot.annotations ?? []).map((s) => ({ ...s }));
   annotator.retarget(image);
   $("snapshot").textContent = "Save drawing";
@@ -233,8 +234,7 @@ function backToLive() {
   annotator.shapes = editing.shapes;
   editing = null;
   $("photo-view").hidden = true;
-  video.hidden = false;
-  annotator.retarget(video);
+  showLive();
   $("snapshot").textContent = "Snapshot";
   $("back-to-live").hidden = true;
   renderState();
@@ -264,6 +264,19 @@ function renderFrozen() {
   button.setAttribute("aria-pressed", String(frozen));
   button.textContent = frozen ? "Unfreeze" : "Freeze";
   $("stage").classList.toggle("is-frozen", frozen);
+  // The server forwards the live video untouched; the held picture is an image over it.
+  const held = $("frozen-view");
+  if (frozen) held.src = `/a/${token}/frozen.png?at=${Date.now()}`;
+  else held.removeAttribute("src");
+  if (!editing) showLive();
+}
+
+// The stage outside photo editing: the held picture while frozen, else the live video.
+function showLive() {
+  const held = $("frozen-view");
+  held.hidden = !frozen;
+  video.hidden = frozen;
+  annotator.retarget(frozen ? held : video);
 }
 
 function renderCamera(state) {

@@ -206,6 +206,7 @@ function connect() {
     else if (detail.code === ErrorCode.SESSION_EXPIRED) finish("This link has expired", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.INVALID_TOKEN) finish("This link isn't valid", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.REPLACED) finish("Opened somewhere else", "This link was opened on another screen, so it stopped here.");
+    else if (detail.code === ErrorCode.SERVER_BUSY) toast("We're very busy right now: trying again in a moment…");
     else if (detail.ref === ClientMessage.CHAT) toast(`Message not sent: ${detail.message}`);
   });
   new ChatPanel(signalling, {

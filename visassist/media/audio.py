@@ -1,8 +1,15 @@
-"""Voice: each speaker's audio is buffered (briefly, boundedly) and every listener gets a mix of the others.
+"""Voice: each listener hears everyone else, forwarded when that is one voice, mixed when it is more.
 
-A mix per listener, not a track per speaker: the customer hears the agent and the expert without their
-page renegotiating when someone joins. Buffers hold at most MAX_BUFFER_MS; a late speaker's oldest
-audio is dropped rather than delayed, so latency never builds up.
+A listener gets one audio track, not a track per speaker, so pages never renegotiate when someone
+joins. What flows on it depends on how many voices that listener can hear right now:
+- one (the usual call: a customer and an agent): that speaker's Opus packets, forwarded as they came;
+  nothing is decoded or encoded;
+- several (an expert or a supervisor joined): the voices are decoded (each once, however many listen)
+  and mixed into 20 ms frames that the listener's sender encodes;
+- none: nothing at all is sent (as a browser's DTX does).
+The track keeps one RTP timeline across these changes. Buffers are bounded: a speaker keeps at most
+MAX_BUFFER_MS of decoded audio, a listener at most MAX_PACKETS forwarded packets; the oldest goes first,
+so latency never builds up.
 """
 
 from __future__ import annotations
@@ -11,36 +18,54 @@ import asyncio
 import contextlib
 import fractions
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
+import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, AudioResampler
+from av import AudioFrame, AudioResampler, Packet
+
+from visassist.media.encoded import EncodedFrame
 
 RATE = 48_000
 PTIME = 0.020
 SAMPLES = int(RATE * PTIME)  # per 20 ms frame
 MAX_BUFFER_MS = 200
+MAX_PACKETS = 10  # 200 ms of forwarded packets
 IDLE_POLL = 0.1  # seconds between looks for a speaker while nobody is audible
+PCM_LINGER = 0.5  # seconds a voice keeps decoding after the last mix that wanted it
 _MAX_SAMPLES = RATE * MAX_BUFFER_MS // 1000
 
 
-class AudioInput:
-    """One speaker's decoded audio, mono 48 kHz int16, at most MAX_BUFFER_MS of it."""
+class Voice:
+    """One speaker: Opus packets as they arrive, decoded to mono 48 kHz only while a mix needs them."""
 
     def __init__(self) -> None:
+        self.generation = 0
         self._buffer = np.zeros(0, dtype=np.int16)
         self._pump: asyncio.Task[None] | None = None
+        self._listeners: set[VoiceTrack] = set()
+        self._pcm_until = 0.0
+        self._decoder: av.AudioCodecContext | None = None
+        self._resampler: AudioResampler | None = None
 
     def attach(self, track: MediaStreamTrack) -> None:
         self.detach()
-        self._pump = asyncio.create_task(self._run(track), name="audio-input")
+        self.generation += 1
+        self._pump = asyncio.create_task(self._run(track), name="voice")
 
     def detach(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
         self._buffer = np.zeros(0, dtype=np.int16)
+        self._decoder = self._resampler = None
+
+    def want_pcm(self) -> None:
+        """A mix is reading this voice: decode what arrives for a little while."""
+        self._pcm_until = time.monotonic() + PCM_LINGER
 
     def push(self, samples: np.ndarray) -> None:
         self._buffer = np.concatenate((self._buffer, samples))[-_MAX_SAMPLES:]
@@ -52,48 +77,120 @@ class AudioInput:
         chunk, self._buffer = self._buffer[:count], self._buffer[count:]
         return chunk
 
+    def publish(self, frame: EncodedFrame) -> None:
+        for listener in list(self._listeners):
+            listener.deliver(self, frame)
+        if time.monotonic() < self._pcm_until:
+            self._decode(frame)
+
+    def _decode(self, frame: EncodedFrame) -> None:
+        if self._decoder is None:
+            self._decoder = av.CodecContext.create("opus", "r")
+            # One resampler per stream: it keeps state between frames.
+            self._resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
+        assert self._decoder is not None and self._resampler is not None
+        try:
+            decoded = self._decoder.decode(Packet(frame.data))
+        except av.FFmpegError:
+            return  # a damaged packet: a 20 ms gap, as the browser's own decoder would conceal
+        for pcm in decoded:
+            for out in self._resampler.resample(pcm):
+                self.push(out.to_ndarray().reshape(-1).astype(np.int16))
+
     async def _run(self, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(format="s16", layout="mono", rate=RATE)  # one per track: it keeps state
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                if isinstance(frame, AudioFrame):
-                    for out in resampler.resample(frame):
-                        self.push(out.to_ndarray().reshape(-1).astype(np.int16))
+                if isinstance(frame, EncodedFrame):
+                    self.publish(frame)
 
 
-class MixTrack(MediaStreamTrack):
-    """What one listener hears: the sum of the other speakers, paced at 20 ms frames."""
+class VoiceTrack(MediaStreamTrack):
+    """What one listener hears: the one audible voice forwarded, or several mixed, paced at 20 ms."""
 
     kind = "audio"
 
-    def __init__(self, speakers: Callable[[], list[AudioInput]]) -> None:
+    def __init__(self, speakers: Callable[[], list[Voice]]) -> None:
         super().__init__()
         self._speakers = speakers
-        self._start: float | None = None
-        self._timestamp = 0
+        self._forwarding: Voice | None = None
+        self._packets: deque[tuple[Voice, int, EncodedFrame]] = deque(maxlen=MAX_PACKETS)
+        self._wake = asyncio.Event()
+        self._epoch = time.monotonic()
+        self._last: int | None = None  # the last timestamp sent
+        self._stream: tuple[int, int] | None = None  # the forwarded voice our offset belongs to
+        self._offset = 0
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        # While nobody can be heard, send nothing at all (as a browser's DTX does) rather than
-        # encoding fifty frames of silence a second for every listener.
-        speakers = self._speakers()
-        while not speakers:
-            await asyncio.sleep(IDLE_POLL)
-            if self.readyState != "live":
-                raise MediaStreamError
+    def deliver(self, voice: Voice, frame: EncodedFrame) -> None:
+        if voice is self._forwarding:
+            self._packets.append((voice, voice.generation, frame))
+            self._wake.set()
+
+    async def recv(self) -> Packet[Any] | AudioFrame:
+        while self.readyState == "live":
             speakers = self._speakers()
-        now = time.time()
-        if self._start is None:
-            self._start = now
-        else:
-            self._timestamp += SAMPLES
-            behind = now - (self._start + self._timestamp / RATE)
-            if behind > IDLE_POLL:
-                # Back from a quiet spell: keep the RTP clock on wall time, skip the gap.
-                self._timestamp += int(behind * RATE) // SAMPLES * SAMPLES
-            await asyncio.sleep(self._start + self._timestamp / RATE - time.time())
+            if len(speakers) == 1:
+                packet = await self._forwarded(speakers[0])
+                if packet is not None:
+                    return packet
+            elif speakers:
+                self._forward(None)
+                return await self._mixed(speakers)
+            else:
+                self._forward(None)
+                await asyncio.sleep(IDLE_POLL)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._forward(None)
+        self._wake.set()
+
+    def _forward(self, voice: Voice | None) -> None:
+        if voice is self._forwarding:
+            return
+        if self._forwarding is not None:
+            self._forwarding._listeners.discard(self)
+        self._forwarding = voice
+        self._packets.clear()
+        if voice is not None:
+            voice._listeners.add(self)
+
+    def _now(self) -> int:
+        return int((time.monotonic() - self._epoch) * RATE)
+
+    async def _forwarded(self, voice: Voice) -> Packet[Any] | None:
+        """The next packet of `voice`, or None after IDLE_POLL without one (to look at who speaks)."""
+        self._forward(voice)
+        if not self._packets:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+            if not self._packets:
+                return None
+        source, generation, frame = self._packets.popleft()
+        stream = (id(source), generation)
+        if stream != self._stream:
+            # Another voice (or the same one reconnected): continue our timeline from now on.
+            start = self._now() if self._last is None else max(self._now(), self._last + SAMPLES)
+            self._offset = start - frame.timestamp
+            self._stream = stream
+        timestamp = frame.timestamp + self._offset
+        if self._last is not None and timestamp <= self._last:
+            timestamp = self._last + 1
+        self._last = timestamp
+        return frame.packet(timestamp)
+
+    async def _mixed(self, speakers: list[Voice]) -> AudioFrame:
+        for speaker in speakers:
+            speaker.want_pcm()
+        self._stream = None
+        now = self._now()
+        timestamp = now if self._last is None else self._last + SAMPLES
+        if timestamp < now - int(IDLE_POLL * RATE):
+            timestamp = now  # back from a quiet spell: keep the RTP clock on wall time, skip the gap
+        await asyncio.sleep(max(0.0, self._epoch + timestamp / RATE - time.monotonic()))
+        self._last = timestamp
         mix = np.zeros(SAMPLES, dtype=np.int32)
         for speaker in speakers:
             chunk = speaker.take(SAMPLES)
@@ -102,6 +199,6 @@ class MixTrack(MediaStreamTrack):
         samples = np.clip(mix, -32768, 32767).astype(np.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = RATE
-        frame.pts = self._timestamp
+        frame.pts = timestamp
         frame.time_base = fractions.Fraction(1, RATE)
         return frame

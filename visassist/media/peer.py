@@ -3,6 +3,8 @@
 The browser sends its offer at once and trickles its candidates after; candidates that arrive before
 the offer has been applied wait in a short list. aiortc has no ICE restart: a participant whose
 connection failed sends a fresh offer and gets a fresh peer (the caller closes the old one).
+Media is forwarded, never transcoded: every section negotiates VP8 or Opus only, received frames stay
+encoded, and outgoing tracks yield encoded frames (see visassist.media.encoded).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from visassist.media import encoded
+
 log = logging.getLogger(__name__)
 
 MAX_PENDING_CANDIDATES = 64
@@ -27,13 +31,14 @@ class PeerError(Exception):
 
 # outgoing(kind, mid, remote direction) -> the track to send on that section, or None
 Outgoing = Callable[[str, str, str], MediaStreamTrack | None]
-# on_track(track, mid) for each section the browser sends on
-OnTrack = Callable[[MediaStreamTrack, str | None], None]
+# on_track(track, mid, request_keyframe) for each section the browser sends on
+OnTrack = Callable[[MediaStreamTrack, str | None, Callable[[], None]], None]
 
 
 class Peer:
     def __init__(self, configuration: RTCConfiguration, *, outgoing: Outgoing | None = None,
                  on_track: OnTrack | None = None) -> None:
+        encoded.install()
         self.pc = RTCPeerConnection(configuration)
         self._outgoing = outgoing
         self._pending: list[tuple[str | None, str | None, int | None]] = []
@@ -43,8 +48,9 @@ class Peer:
 
             @self.pc.on("track")
             def _on_track(track: MediaStreamTrack) -> None:
-                mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
-                callback(track, mid)
+                transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+                callback(track, transceiver.mid,
+                         lambda: encoded.request_keyframe(transceiver.receiver))
 
     async def answer(self, sdp: str) -> str:
         try:
@@ -53,6 +59,10 @@ class Peer:
                 raise PeerError("the offer has no media sections")
             directions = {m.rtp.muxId: m.direction for m in parsed.media}
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            for transceiver in self.pc.getTransceivers():
+                encoded.forward(transceiver)
+        except encoded.CodecNotOffered as exc:
+            raise PeerError(f"this browser cannot be served: {exc}") from exc
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise PeerError(f"the offer could not be used: {exc}") from exc
         for transceiver in self.pc.getTransceivers():
@@ -62,6 +72,9 @@ class Peer:
             track = self._outgoing(transceiver.kind, transceiver.mid or "", remote)
             if track is not None:
                 transceiver.sender.replaceTrack(track)
+                asks = getattr(track, "request_keyframe", None)
+                if asks is not None:
+                    encoded.on_keyframe_request(transceiver.sender, asks)
                 transceiver.direction = "sendrecv" if remote == "sendrecv" else "sendonly"
         self._described = True
         for pending in self._pending:

@@ -13,9 +13,9 @@ from aiortc.sdp import SessionDescription
 
 from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
-from visassist.media.audio import MixTrack
+from visassist.media.audio import VoiceTrack
+from visassist.media.feed import FeedTrack
 from visassist.media.peer import Peer, PeerError
-from visassist.media.relay import ViewerTrack
 from visassist.models import STAFF, EventType, Participant, Role, Session, SnapshotSource, VideoSource
 from visassist.signalling.protocol import (
     AnnotateSnapshot,
@@ -143,11 +143,11 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
                                                  f"{', '.join(refused)}", ref="offer")
     viewer_given = False  # one video section carries video back; any others stay unused
 
-    def on_track(track: MediaStreamTrack, mid: str | None) -> None:
+    def on_track(track: MediaStreamTrack, mid: str | None, request_keyframe: Callable[[], None]) -> None:
         if track.kind == "video" and mid in named:
             kind = named[mid]
             room.sender_of[kind] = participant.id
-            room.sources[kind].attach(track)
+            room.feeds[kind].attach(track, request_keyframe)
         elif track.kind == "audio" and participant.role in SPEAKERS:
             room.voice(participant.id).attach(track)
         else:
@@ -158,14 +158,14 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
 
     def outgoing(kind: str, mid: str, direction: str) -> MediaStreamTrack | None:
         if kind == "audio":
-            return MixTrack(lambda: room.heard_by(participant.id))
+            return VoiceTrack(lambda: room.heard_by(participant.id))
         nonlocal viewer_given
         if kind != "video" or viewer_given or mid in named:
             return None
         viewer_given = True
         if participant.role is Role.CUSTOMER:
-            return ViewerTrack(room.sources[VideoSource.STAFF_SCREEN])
-        connection.viewer = ViewerTrack(room.sources[connection.watching])
+            return FeedTrack(room.feeds[VideoSource.STAFF_SCREEN])
+        connection.viewer = FeedTrack(room.feeds[connection.watching])
         return connection.viewer
 
     peer = Peer(ctx.rtc_configuration, outgoing=outgoing, on_track=on_track)
@@ -195,7 +195,8 @@ async def watch(ctx: AppContext, joined: Joined, message: Watch) -> None:
     kind = VideoSource(message.source)
     joined.connection.watching = kind
     if joined.connection.viewer is not None:
-        joined.connection.viewer.watch(joined.room.sources[kind])
+        joined.connection.viewer.watch(joined.room.feeds[kind])
+    joined.room.watched_by_lead(joined.connection)
     await joined.connection.send(joined.room.media_state(kind))
 
 
@@ -220,9 +221,8 @@ async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
 @action(TakeSnapshot, LEADS, "take snapshots")
 async def snapshot(ctx: AppContext, joined: Joined, message: TakeSnapshot) -> None:
     kind = joined.connection.watching
-    source = joined.room.sources[kind]
-    frame = source.frame
-    if frame is None or not source.live:
+    frame = await joined.room.feeds[kind].picture()
+    if frame is None:
         raise ProtocolError(ErrorCode.NO_VIDEO, f"there is no {kind.value} video from the customer yet",
                             ref=message.request_id)
     session = await _open_session(ctx, joined, message.request_id)
@@ -285,14 +285,16 @@ async def freeze(ctx: AppContext, joined: Joined, message: Freeze) -> None:
         kind = joined.connection.watching
         if room.frozen is not None:
             return
-        if room.sources[kind].freeze() is None:
+        if await room.feeds[kind].freeze() is None:
             raise ProtocolError(ErrorCode.NO_VIDEO, "there is no picture to freeze yet", ref="freeze")
+        if room.frozen is not None:  # someone else froze while we waited for the picture
+            return
         room.frozen, room.frozen_by = kind, pid
         await ctx.sessions.record(room.session_id, EventType.MEDIA_FROZEN, pid, {"source": kind.value})
         await room.broadcast(Frozen(frozen=True, by=pid, source=kind.value))
     elif room.frozen is not None:
         kind, room.frozen, room.frozen_by = room.frozen, None, None
-        room.sources[kind].unfreeze()
+        room.feeds[kind].unfreeze()
         await ctx.sessions.record(room.session_id, EventType.MEDIA_UNFROZEN, pid, {"source": kind.value})
         await room.broadcast(Frozen(frozen=False, by=pid, source=kind.value))
 
@@ -375,6 +377,8 @@ async def handover(ctx: AppContext, joined: Joined, message: Handover) -> None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "hand over to another agent or expert in this session",
                             ref="handover")
     previous, room.lead = room.lead, target.id
+    if target.id in room.connections:
+        room.watched_by_lead(room.connections[target.id])
     await ctx.sessions.record(joined.session.id, EventType.SESSION_HANDOVER, joined.participant.id,
                               {"from": previous, "to": target.id, "role": target.role.value})
     await room.broadcast(Presence(participants=room.presence()))

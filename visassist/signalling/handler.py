@@ -6,13 +6,14 @@ import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
-from av import VideoFrame
 
 from visassist import accounts
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
-from visassist.models import EventType, Status, VideoSource
+from visassist.media.feed import Size
+from visassist.media.recorder import Recorded
+from visassist.models import EventType, Session, Status, VideoSource
 from visassist.signalling.actions import Joined, dispatch, error
 from visassist.signalling.protocol import (
     PROTOCOL_VERSION,
@@ -127,18 +128,24 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
         return None
     room = ctx.hub.get(session.id)
     if room is None:
-        if ctx.hub.full():
+        if not ctx.hub.reserve(session.id):
             await _refuse(ws, ErrorCode.SERVER_BUSY, "the server is at capacity; try again shortly")
             return None
-        members = await ctx.store.participants(session.id)
-        handovers = [e for e in await ctx.store.events(session.id)
-                     if e.type is EventType.SESSION_HANDOVER]
+        try:
+            members = await ctx.store.participants(session.id)
+            handovers = [e for e in await ctx.store.events(session.id)
+                         if e.type is EventType.SESSION_HANDOVER]
+        except BaseException:
+            ctx.hub.release(session.id)
+            raise
         room = ctx.hub.get(session.id)  # someone else may have opened it while we read
         if room is None:
             room = ctx.hub.open(session.id, members)
             if handovers:
                 room.lead = handovers[-1].data["to"]
             _watch_video(ctx, room)
+            if session.record:
+                await _record(ctx, room, session)
     if participant.id not in room.members:
         room.members[participant.id] = participant
 
@@ -195,21 +202,36 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
     log.info("%s %s joined session %s", participant.role.value, participant.id, session.id)
 
 
+async def _record(ctx: AppContext, room: Room, session: Session) -> None:
+    key, path = ctx.sessions.recording_path(session)
+
+    async def recorded(done: Recorded) -> None:
+        await ctx.sessions.recorded(session, key, done)
+
+    room.on_recorded = recorded
+    room.start_recording(path)
+    await ctx.sessions.recording_started(session.id)
+
+
 def _watch_video(ctx: AppContext, room: Room) -> None:
-    async def changed(kind: VideoSource, frame: VideoFrame | None) -> None:
-        if frame is None and room.frozen is kind:
+    started: set[VideoSource] = set()
+
+    async def changed(kind: VideoSource, size: Size | None) -> None:
+        if size is None and room.frozen is kind:
             # The held frame goes with its source: a reconnecting customer comes back live.
             room.frozen, room.frozen_by = None, None
-            room.sources[kind].unfreeze()
+            room.feeds[kind].unfreeze()
             await room.broadcast(Frozen(frozen=False, source=kind.value))
         sender = room.sender_of.get(kind, "system")  # set whenever a track is attached
-        if frame is None:
+        if size is None:
+            started.discard(kind)
             await ctx.sessions.record(room.session_id, EventType.MEDIA_STOPPED, sender,
                                       {"source": kind.value})
-        else:
+        elif kind not in started:  # a new size of the same stream is not a new start
+            started.add(kind)
             await ctx.sessions.record(room.session_id, EventType.MEDIA_STARTED, sender,
                                       {"participant_id": sender, "source": kind.value, "kind": "video",
-                                       "width": frame.width, "height": frame.height})
+                                       "width": size[0], "height": size[1]})
 
     room.on_video = changed
 

@@ -7,14 +7,16 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from av import VideoFrame
 
-from visassist.media.audio import AudioInput
+from visassist.capacity import FileBudget
+from visassist.media.audio import Voice
+from visassist.media.feed import FeedTrack, Size, VideoFeed
 from visassist.media.peer import Peer
-from visassist.media.relay import FrameSource, ViewerTrack
+from visassist.media.recorder import Recorded, Recorder
 from visassist.models import STAFF, Participant, Role, VideoSource
 from visassist.signalling.protocol import MediaState, ParticipantInfo, ServerMessage, encode
 
@@ -28,7 +30,7 @@ class Connection:
     participant: Participant
     ws: web.WebSocketResponse
     peer: Peer | None = None
-    viewer: ViewerTrack | None = None  # staff: the customer's video as this viewer watches it
+    viewer: FeedTrack | None = None  # staff: the customer's video as this viewer watches it
     watching: VideoSource = VideoSource.CAMERA
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -55,10 +57,10 @@ class Room:
         self.session_id = session_id
         self.members: dict[str, Participant] = {p.id: p for p in members}
         self.connections: dict[str, Connection] = {}
-        self.sources: dict[VideoSource, FrameSource] = {
-            kind: FrameSource(kind.value, on_change=self._announcer(kind)) for kind in VideoSource
+        self.feeds: dict[VideoSource, VideoFeed] = {
+            kind: VideoFeed(kind.value, on_change=self._announcer(kind)) for kind in VideoSource
         }
-        self.voices: dict[str, AudioInput] = {}
+        self.voices: dict[str, Voice] = {}
         self.unmuted: set[str] = set()
         self.lead: str | None = next((p.id for p in self.members.values() if p.role is Role.AGENT), None)
         self.annotations: dict[str, list[dict[str, Any]]] = {}
@@ -69,8 +71,12 @@ class Room:
         self.quality: tuple[dict[str, Any], list[str]] | None = None
         self.joined_once: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Called with the source and its first frame whenever a source starts (set by the handler).
-        self.on_video: Callable[[VideoSource, VideoFrame | None], Coroutine[Any, Any, None]] | None = None
+        self.recorder: Recorder | None = None
+        # Called with a finished recording (set by whoever started it).
+        self.on_recorded: Callable[[Recorded], Coroutine[Any, Any, None]] | None = None
+        # Called with the source and its picture size whenever a source starts, changes size or stops
+        # (set by the handler).
+        self.on_video: Callable[[VideoSource, Size | None], Coroutine[Any, Any, None]] | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -91,15 +97,15 @@ class Room:
         ]
 
     def media_state(self, kind: VideoSource) -> MediaState:
-        source = self.sources[kind]
-        return _media_state(kind, source.frame if source.live else None)
+        feed = self.feeds[kind]
+        return _media_state(kind, feed.size if feed.live else None)
 
-    def voice(self, participant_id: str) -> AudioInput:
+    def voice(self, participant_id: str) -> Voice:
         if participant_id not in self.voices:
-            self.voices[participant_id] = AudioInput()
+            self.voices[participant_id] = Voice()
         return self.voices[participant_id]
 
-    def heard_by(self, listener_id: str) -> list[AudioInput]:
+    def heard_by(self, listener_id: str) -> list[Voice]:
         """The voices one listener hears: everyone else's who is unmuted (supervisors never speak)."""
         return [voice for pid, voice in self.voices.items()
                 if pid != listener_id and pid in self.unmuted and pid in self.connections
@@ -112,47 +118,88 @@ class Room:
                    if (wanted is None or c.participant.role in wanted) and c is not exclude]
         await asyncio.gather(*(c.send(message) for c in targets))
 
-    def _announcer(self, kind: VideoSource) -> Callable[[VideoFrame | None], None]:
-        def changed(frame: VideoFrame | None) -> None:
-            # Called from inside the source's pump, so say what changed rather than asking the source.
+    def _announcer(self, kind: VideoSource) -> Callable[[Size | None], None]:
+        def changed(size: Size | None) -> None:
+            # Called from inside the feed's pump, so say what changed rather than asking the feed.
             # The customer sees the staff's shared screen; staff see everything.
-            self.spawn(self.broadcast(_media_state(kind, frame),
+            self.spawn(self.broadcast(_media_state(kind, size),
                                       None if kind is VideoSource.STAFF_SCREEN else STAFF))
             if self.on_video is not None:
-                self.spawn(self.on_video(kind, frame))
+                self.spawn(self.on_video(kind, size))
         return changed
 
+    def start_recording(self, path: Path) -> None:
+        """Record what the lead watches (the camera until they choose) and every voice."""
+        lead = self.connections.get(self.lead or "")
+        kind = lead.watching if lead is not None else VideoSource.CAMERA
+        self.recorder = Recorder(path, self.feeds[kind], lambda: self.heard_by(""))
+
+    def watched_by_lead(self, connection: Connection) -> None:
+        """The lead chose another source: the recording follows what they see."""
+        if self.recorder is not None and connection.participant.id == self.lead:
+            self.recorder.watch(self.feeds[connection.watching])
+
+    async def stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        done = await recorder.stop()
+        if done is not None and self.on_recorded is not None:
+            await self.on_recorded(done)
+
     async def close(self) -> None:
+        await self.stop_recording()
         await asyncio.gather(*(c.close() for c in list(self.connections.values())))
         self.connections.clear()
-        for source in self.sources.values():
-            await source.close()
+        for feed in self.feeds.values():
+            await feed.close()
         for voice in self.voices.values():
             voice.detach()
         for task in list(self._tasks):
             task.cancel()
 
 
-def _media_state(kind: VideoSource, frame: VideoFrame | None) -> MediaState:
-    if frame is None:
+def _media_state(kind: VideoSource, size: Size | None) -> MediaState:
+    if size is None:
         return MediaState(source=kind.value, state="none")
-    return MediaState(source=kind.value, state="live", width=frame.width, height=frame.height)
+    return MediaState(source=kind.value, state="live", width=size[0], height=size[1])
 
 
 class Hub:
-    """Every live room on this node. Bounded: a node serves at most `limit` live sessions."""
+    """Every live room on this node. Bounded: at most `limit` live sessions, and only while the
+    process has open files to spare for another (a node that is full says so instead of degrading
+    the sessions it carries). A room is reserved before anything is awaited, so concurrent joins
+    cannot overshoot the limit."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, files: FileBudget | None = None) -> None:
         self.limit = limit
         self.rooms: dict[str, Room] = {}
+        self._files = files
+        self._reserved: set[str] = set()
 
     def get(self, session_id: str) -> Room | None:
         return self.rooms.get(session_id)
 
     def full(self) -> bool:
-        return len(self.rooms) >= self.limit
+        if len(self.rooms) + len(self._reserved) >= self.limit:
+            return True
+        return self._files is not None and not self._files.room_for_session()
+
+    def reserve(self, session_id: str) -> bool:
+        """Hold a place for `session_id`'s room; False when the node is full."""
+        if session_id in self.rooms or session_id in self._reserved:
+            return True
+        if self.full():
+            return False
+        self._reserved.add(session_id)
+        return True
+
+    def release(self, session_id: str) -> None:
+        """Give up a reservation that did not become a room."""
+        self._reserved.discard(session_id)
 
     def open(self, session_id: str, members: Iterable[Participant]) -> Room:
+        self._reserved.discard(session_id)
         room = self.rooms.get(session_id)
         if room is None:
             room = self.rooms[session_id] = Room(session_id, members)

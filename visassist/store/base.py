@@ -12,6 +12,7 @@ from visassist.models import (
     EventType,
     Outcome,
     Participant,
+    Recording,
     Session,
     Snapshot,
 )
@@ -80,6 +81,12 @@ class Store(Protocol):
                                 at: datetime) -> Event | None: ...
 
     async def snapshots(self, session_id: str) -> list[Snapshot]: ...
+
+    async def add_recording(self, recording: Recording, event_data: dict[str, Any]) -> Event: ...
+
+    async def recordings(self, session_id: str) -> list[Recording]: ...
+
+    async def recording(self, session_id: str, recording_id: str) -> Recording | None: ...
 
     async def snapshot(self, session_id: str, snapshot_id: str) -> Snapshot | None: ...
 

@@ -21,6 +21,7 @@ from visassist.models import (
     EventType,
     Outcome,
     Participant,
+    Recording,
     Role,
     Session,
     Snapshot,
@@ -172,6 +173,22 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE sessions ADD COLUMN record INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id),
+        ticket_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL,
+        duration_seconds REAL NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        key TEXT NOT NULL
+    );
+    CREATE INDEX recordings_session ON recordings (session_id, started_at);
+    """,
 ]
 
 
@@ -213,7 +230,17 @@ def _session(row: aiosqlite.Row) -> Session:
         started_at=_dt(row["started_at"]), ended_at=_dt(row["ended_at"]),
         outcome=Outcome(row["outcome"]) if row["outcome"] else None,
         notes=row["notes"], ended_by=row["ended_by"], audio=bool(row["audio"]),
+        record=bool(row["record"]),
     )
+
+
+def _recording(row: aiosqlite.Row) -> Recording:
+    started_at, ended_at = _dt(row["started_at"]), _dt(row["ended_at"])
+    assert started_at is not None and ended_at is not None
+    return Recording(id=row["id"], session_id=row["session_id"], ticket_id=row["ticket_id"],
+                     started_at=started_at, ended_at=ended_at, duration_seconds=row["duration_seconds"],
+                     size_bytes=row["size_bytes"], width=row["width"], height=row["height"],
+                     key=row["key"])
 
 
 def _event(row: aiosqlite.Row) -> Event:
@@ -345,8 +372,10 @@ class SqliteStore:
         snapshots = [{**dict(r), "taken_at": _dt(r["taken_at"])} for r in await self._all(
             "SELECT * FROM snapshots WHERE session_id = ? ORDER BY taken_at, id", (session_id,))]
         session_view = {**dict(session), "expires_at": _dt(session["expires_at"])}
+        recordings = [{**dict(r), "started_at": _dt(r["started_at"])} for r in await self._all(
+            "SELECT * FROM recordings WHERE session_id = ? ORDER BY started_at, id", (session_id,))]
         body = webhooks.encode(webhooks.payload(seq, name, at, session_view, data, snapshots,
-                                                self.public_base))
+                                                self.public_base, recordings))
         for endpoint in endpoints:
             await db.execute(
                 "INSERT INTO deliveries (endpoint_id, event_seq, session_id, type, payload,"
@@ -394,10 +423,10 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?)", (*idempotency, session.id, _ts(session.created_at)))
             await db.execute(
                 "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
-                " audio) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " audio, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.ticket_id, session.tier, json.dumps(session.customer),
                  session.status.value, _ts(session.created_at), _ts(session.expires_at),
-                 int(session.audio)),
+                 int(session.audio), int(session.record)),
             )
             for participant, token_digest in participants:
                 await _insert_participant(db, participant, token_digest)
@@ -537,6 +566,28 @@ class SqliteStore:
             return await self._insert_event(
                 db, session_id, EventType.SNAPSHOT_ANNOTATED, actor,
                 {"snapshot_id": snapshot_id, "shapes": len(annotations)}, at)
+
+    @shielded
+    async def add_recording(self, recording: Recording, event_data: dict[str, Any]) -> Event:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO recordings (id, session_id, ticket_id, started_at, ended_at, duration_seconds,"
+                " size_bytes, width, height, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (recording.id, recording.session_id, recording.ticket_id, _ts(recording.started_at),
+                 _ts(recording.ended_at), recording.duration_seconds, recording.size_bytes,
+                 recording.width, recording.height, recording.key))
+            return await self._insert_event(db, recording.session_id, EventType.RECORDING_STORED, "system",
+                                            event_data, recording.ended_at)
+
+    async def recordings(self, session_id: str) -> list[Recording]:
+        rows = await self._all(
+            "SELECT * FROM recordings WHERE session_id = ? ORDER BY started_at, id", (session_id,))
+        return [_recording(r) for r in rows]
+
+    async def recording(self, session_id: str, recording_id: str) -> Recording | None:
+        row = await self._one("SELECT * FROM recordings WHERE session_id = ? AND id = ?",
+                              (session_id, recording_id))
+        return _recording(row) if row else None
 
     async def snapshots(self, session_id: str) -> list[Snapshot]:
         rows = await self._all(
@@ -763,6 +814,9 @@ class SqliteStore:
             snapshots = await self._one(f"SELECT COUNT(*) AS n FROM snapshots WHERE session_id IN ({marks})",
                                         tuple(ids))
             await db.execute(f"DELETE FROM snapshots WHERE session_id IN ({marks})", tuple(ids))
+            recordings = await self._one(
+                f"SELECT COUNT(*) AS n FROM recordings WHERE session_id IN ({marks})", tuple(ids))
+            await db.execute(f"DELETE FROM recordings WHERE session_id IN ({marks})", tuple(ids))
             await db.execute(
                 f"UPDATE participants SET name = role WHERE session_id IN ({marks})", tuple(ids))
             await db.execute(f"UPDATE ratings SET comment = '' WHERE session_id IN ({marks})", tuple(ids))
@@ -777,7 +831,7 @@ class SqliteStore:
             for session_id in ids:
                 await self._insert_event(db, session_id, EventType.TICKET_ERASED, actor, {}, at)
             counts = {"sessions": len(ids), "snapshots": int(snapshots["n"]) if snapshots else 0,
-                      "chat_messages": chats}
+                      "recordings": int(recordings["n"]) if recordings else 0, "chat_messages": chats}
             return counts, ids
 
     @shielded
@@ -795,17 +849,27 @@ class SqliteStore:
                 for row in rows:
                     await db.execute("DELETE FROM snapshots WHERE id = ?", (row["id"],))
                     removed.append((row["session_id"], f"sessions/{row['session_id']}/snapshots/{row['id']}"))
-                for session_id in sorted({r["session_id"] for r in rows}):
+                recorded = await self._all(
+                    "SELECT r.session_id, r.id, r.key FROM recordings r"
+                    " JOIN sessions x ON x.id = r.session_id"
+                    " WHERE x.ended_at IS NOT NULL AND x.ended_at < ?", (_ts(media_before),))
+                for row in recorded:
+                    await db.execute("DELETE FROM recordings WHERE id = ?", (row["id"],))
+                    removed.append((row["session_id"], row["key"].rsplit("/", 1)[0]))
+                for session_id in sorted({r["session_id"] for r in [*rows, *recorded]}):
                     count = sum(1 for r in rows if r["session_id"] == session_id)
+                    videos = sum(1 for r in recorded if r["session_id"] == session_id)
                     await self._insert_event(db, session_id, EventType.RETENTION_PURGED, "system",
-                                             {"snapshots": count}, at)
+                                             {"snapshots": count, "recordings": videos}, at)
             if chat_before is not None:
                 ids = [r["session_id"] for r in await self._all(
                     "SELECT DISTINCT session_id FROM events WHERE type = 'chat.message' AND at < ?",
                     (_ts(chat_before),))]
                 if ids:
                     chats = await self._scrub_events(db, ids, ("chat.message",), chat_before)
-        return {"snapshots": len(removed), "chat_messages": chats}, removed
+        recordings = sum(1 for _, key in removed if "/recordings/" in key)
+        return {"snapshots": len(removed) - recordings, "recordings": recordings,
+                "chat_messages": chats}, removed
 
     @shielded
     async def ensure_internal_webhook(self, endpoint_id: str, url: str, events: list[str],
