@@ -106,8 +106,8 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
     key = new_api_key()
     await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "t", digest(key))
     auth = {"Authorization": f"Bearer {key}"}
-    session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-1042", "tier": 2},
-                                       headers=auth)).json()
+    session = await (await client.post("/api/v1/sessions", headers=auth, json={
+        "ticket_id": "ZD-1042", "tier": 2, "record": True})).json()
     other = await (await client.post("/api/v1/sessions", json={"ticket_id": "SN-INC0001", "tier": 2},
                                      headers=auth)).json()
     arrow = {"kind": "arrow", "color": "#ff0000", "points": [[0.6, 0.2], [0.9, 0.5]]}
@@ -130,6 +130,10 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
     assert "ended: resolved" in comment["body"] and "Reseated the cable" in comment["body"]
     assert "Duration:" in comment["body"] and "1 attached" in comment["body"]
     assert f"/api/v1/sessions/{session['id']}" in comment["body"]
+    recordings = (await (await client.get(f"/api/v1/sessions/{session['id']}/recordings",
+                                          headers=auth)).json())["recordings"]
+    assert len(recordings) == 1 and f"{recordings[0]['url']}" in comment["body"], \
+        "the session.ended webhook carries the recording, and the note links it"
     [token] = comment["uploads"]
     files = dict(zendesk.uploads[token])
     snapshot_id = (await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()

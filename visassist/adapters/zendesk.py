@@ -43,6 +43,8 @@ def note(event: dict[str, Any], record_url: str) -> str:
         lines.append(f"Agent's notes: {data['notes']}")
     count = len(data.get("snapshots", []))
     lines.append(f"Snapshots: {count} attached (annotated and original)" if count else "Snapshots: none")
+    for recording in data.get("recordings", []):
+        lines.append(f"Recording ({_duration(recording['duration_seconds'])}, WebM): {recording['url']}")
     lines.append(f"Session record and chat transcript: {record_url}")
     return "\n".join(lines)
 

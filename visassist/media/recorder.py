@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler, Packet
 from av.container import OutputContainer
 
@@ -77,7 +78,7 @@ class Recorder:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
                 await task
         container, self._container = self._container, None
         if container is None or self._size is None or self._first_ms is None:
