@@ -165,7 +165,8 @@ class VoiceTrack(MediaStreamTrack):
         if not self._packets:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                async with asyncio.timeout(IDLE_POLL):
+                    await self._wake.wait()
             if not self._packets:
                 return None
         source, generation, frame = self._packets.popleft()

@@ -3,11 +3,12 @@
 aiortc has no public API for forwarding, so we hook it at its narrowest points (aiortc 1.16, pinned
 in pyproject.toml; tests/test_encoded.py fails loudly if an upgrade moves any of them):
 
-- Receiving: each RTCRtpReceiver runs a thread that hands every frame its jitter buffer reassembled
-  to a decoder from `aiortc.rtcrtpreceiver.get_decoder(codec)`. For codecs we marked (by replacing a
-  transceiver's negotiated `_codecs` with `ForwardedCodec` copies) that lookup returns `Passthrough`,
-  which hands on the frame still encoded, as an `EncodedFrame`. Every other peer in the process (the
-  tests' own aiortc clients) keeps aiortc's decoders.
+- Receiving: RTCRtpReceiver puts every frame its jitter buffer reassembled on a queue that its
+  decoder thread reads. For our peers that queue is a `Handoff`, which puts the frame, still encoded,
+  straight on the receiver's track as an `EncodedFrame`: no decoding, and no hop through a thread and
+  back for each frame. The decoder thread waits idle until the receiver stops. The transceiver
+  negotiates only the codec we forward (its `_codecs`, which aiortc answers with). Other peers in the
+  process (the tests' own aiortc clients) keep aiortc's decoders.
 - Sending: RTCRtpSender packs an `av.Packet` from its track with the codec's `pack()` instead of
   encoding it. A viewer's PLI or FIR reaches the sender's `_send_keyframe()`, which we point at the
   track (an encoder would otherwise be told to make a keyframe, and there is none).
@@ -21,11 +22,11 @@ import contextlib
 import dataclasses
 import logging
 import struct
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-import aiortc.rtcrtpreceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av import Packet
 
@@ -83,42 +84,46 @@ class Passthrough:
                              size=size)]
 
 
-@dataclasses.dataclass
-class ForwardedCodec(RTCRtpCodecParameters):
-    """A negotiated codec whose frames our receivers hand on undecoded."""
+class Handoff:
+    """Stands for a receiver's decoder queue: frames go to its track at once, on the event loop."""
 
+    def __init__(self, track_queue: asyncio.Queue[Any]) -> None:
+        self._track_queue = track_queue
+        self._stopped = threading.Event()
+        self._passthrough: dict[str, Passthrough] = {}
 
-_aiortc_get_decoder: Callable[[RTCRtpCodecParameters], Any] = (
-    aiortc.rtcrtpreceiver.get_decoder)  # type: ignore[attr-defined]
+    def put(self, item: tuple[RTCRtpCodecParameters, Any] | None) -> None:
+        if item is None:  # the receiver stops: let its thread end the track
+            self._stopped.set()
+            return
+        codec, frame = item
+        passthrough = self._passthrough.get(codec.mimeType)
+        if passthrough is None:
+            passthrough = self._passthrough[codec.mimeType] = Passthrough(codec)
+        for out in passthrough.decode(frame):
+            self._track_queue.put_nowait(out)
 
-
-def _get_decoder(codec: RTCRtpCodecParameters) -> Any:
-    if isinstance(codec, ForwardedCodec):
-        return Passthrough(codec)
-    return _aiortc_get_decoder(codec)
-
-
-def install() -> None:
-    """Put our decoder lookup in aiortc's receiver (idempotent; other codecs still decode)."""
-    aiortc.rtcrtpreceiver.get_decoder = _get_decoder  # type: ignore[attr-defined]
+    def get(self) -> None:
+        """What the receiver's decoder thread reads: nothing, until the receiver stops."""
+        self._stopped.wait()
 
 
 def forward(transceiver: Any) -> None:
     """Negotiate only the forwarded codec (and its RTX) on `transceiver`, and receive it undecoded.
 
-    Call between setRemoteDescription and createAnswer: aiortc answers with `transceiver._codecs`
-    and gives the same list to its receiver when the connection starts.
+    Call between setRemoteDescription and createAnswer: aiortc answers with `transceiver._codecs`,
+    and starts the receiver (and its thread, reading the queue we put in place) only later.
     """
     wanted = FORWARDED.get(transceiver.kind)
     codecs: list[RTCRtpCodecParameters] = list(transceiver._codecs)
     main = next((c for c in codecs if c.mimeType.lower() == wanted), None)
     if main is None:
         raise CodecNotOffered(f"{transceiver.kind} must be offered as {wanted}")
-    kept = [main] + [c for c in codecs if c.mimeType.lower() == f"{transceiver.kind}/rtx"
-                     and c.parameters.get("apt") == main.payloadType]
-    transceiver._codecs = [
-        ForwardedCodec(**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)}) for c in kept
-    ]
+    transceiver._codecs = [main] + [c for c in codecs if c.mimeType.lower() == f"{transceiver.kind}/rtx"
+                                    and c.parameters.get("apt") == main.payloadType]
+    receiver = transceiver.receiver
+    if receiver.track is not None:
+        receiver._RTCRtpReceiver__decoder_queue = Handoff(receiver.track._queue)
 
 
 def on_keyframe_request(sender: Any, callback: Callable[[], None]) -> None:

@@ -203,7 +203,8 @@ class FeedTrack(MediaStreamTrack):
                 return self._stamp(frame, generation)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), KEYFRAME_RETRY)
+                async with asyncio.timeout(KEYFRAME_RETRY):  # no task per frame, unlike wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 if self._want_keyframe:
                     self.feed.request_keyframe()

@@ -38,7 +38,6 @@ OnTrack = Callable[[MediaStreamTrack, str | None, Callable[[], None]], None]
 class Peer:
     def __init__(self, configuration: RTCConfiguration, *, outgoing: Outgoing | None = None,
                  on_track: OnTrack | None = None) -> None:
-        encoded.install()
         self.pc = RTCPeerConnection(configuration)
         self._outgoing = outgoing
         self._pending: list[tuple[str | None, str | None, int | None]] = []
