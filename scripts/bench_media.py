@@ -2,7 +2,8 @@
 
 Both servers serve the same fake aiortc clients on loopback, one scenario at a time, each server
 fresh for each scenario (visassist and MediaRelay alternate, so drift on this shared machine hits
-both alike). A scenario is N sessions, each a phone sending video and V viewers watching it.
+both alike). A scenario is N sessions, each a phone sending video and V viewers watching it. --codecs instead
+measures the codec work visassist avoids or does on demand (pictures for snapshots, mixed voices).
 
 The clients are cheap on purpose, since they share the machine's cores with the server:
   phones   replay a VP8 clip (1280x720, 30 fps, ~2.5 Mbit/s, a moving textured picture) that is encoded
@@ -44,6 +45,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import os
 import re
@@ -713,6 +715,53 @@ def print_capacity(run: Run, limit: int, tried: int) -> None:
               + ", ".join(f"{f:.1f}" for f in run.extra_fps))
 
 
+def codec_costs(clip: list[bytes]) -> None:
+    """What the work we avoid (or do only on demand) would cost: pictures for snapshots, and voices."""
+    import av
+    import numpy as np
+
+    def cpu_ms(work: Any) -> float:
+        started = time.process_time()
+        work()
+        return (time.process_time() - started) * 1000
+
+    def decode(frames: list[bytes]) -> None:
+        decoder = av.CodecContext.create("vp8", "r")
+        for data in frames:
+            decoder.decode(av.Packet(data))
+
+    per_frame = cpu_ms(lambda: decode(clip)) / len(clip)
+    print(f"\npictures for snapshots, one {WIDTH}x{HEIGHT} {FPS} fps source:")
+    print(f"  decoding every frame as it arrives: {per_frame:.2f} ms a frame = "
+          f"{per_frame * FPS / 10:.1f}% of a core for as long as the source is live")
+    for length in (1, 30, 90):
+        chain = clip[:length]
+        print(f"  on demand, a chain of {length:2d} frames from a keyframe: "
+              f"{cpu_ms(functools.partial(decode, chain)):5.1f} ms once, when a snapshot asks")
+
+    rate, samples = 48_000, 960
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = rate, "mono", "s16"
+    encoder.time_base = Fraction(1, rate)
+    tone = (3000 * np.sin(np.arange(rate) * 2 * np.pi * 220 / rate)).astype(np.int16)
+    frames = []
+    for index in range(50):
+        frame = av.AudioFrame.from_ndarray(tone[index * samples:(index + 1) * samples].reshape(1, -1),
+                                           format="s16", layout="mono")
+        frame.sample_rate, frame.pts = rate, index * samples
+        frames.append(frame)
+    packets: list[bytes] = []
+    encode_ms = cpu_ms(lambda: packets.extend(bytes(p) for f in frames for p in encoder.encode(f)))
+    decoder = av.CodecContext.create("opus", "r")
+    decode_ms = cpu_ms(lambda: [decoder.decode(av.Packet(p)) for p in packets])
+    print("voices (Opus, 1 s of speech):")
+    print("  forwarded to a listener who hears one person: no decoding, no encoding")
+    print(f"  mixed: decoding a voice {decode_ms / 10:.2f}% of a core (once per speaker), encoding a mix "
+          f"{encode_ms / 10:.2f}% (once per listener)")
+    print(f"  a call of 3 speakers and a silent supervisor: {(3 * decode_ms + 4 * encode_ms) / 10:.1f}% "
+          "of a core while they all talk")
+
+
 async def main(args: argparse.Namespace) -> None:
     raise_file_limit()
     help_process = await asyncio.create_subprocess_exec(
@@ -735,6 +784,9 @@ async def main(args: argparse.Namespace) -> None:
               f"({clip.stat().st_size * 8 * FPS / len(load_clip(clip)) / 1e6:.1f} Mbit/s), "
               f"encoded in {time.monotonic() - began:.1f} s", file=sys.stderr)
 
+        if args.codecs:
+            codec_costs(load_clip(clip))
+            return
         if args.capacity:
             keep = limit if limit is not None else args.capacity_sessions
             run = await measure("visassist", keep, 1, args, clip, scratch, limit, extra=2)
@@ -774,6 +826,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--capacity", action="store_true",
                         help="run only the capacity scenario: K live sessions (K = --max-live-sessions, "
                              "default 4), then K+2 tried")
+    parser.add_argument("--codecs", action="store_true",
+                        help="instead: what decoding for snapshots and mixing voices would cost")
     parser.add_argument("--capacity-sessions", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=3, metavar=("CLIP", "BASE", "KIND"), help=argparse.SUPPRESS)

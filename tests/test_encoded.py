@@ -84,7 +84,7 @@ async def test_received_frames_stay_encoded_and_only_vp8_and_opus_are_negotiated
 
 
 async def test_other_peers_in_the_process_still_decode(closing: list[RTCPeerConnection | Peer]) -> None:
-    """The hook is per negotiated codec: an aiortc client receiving from the server gets pictures."""
+    """The hook is on our peers' receivers only: an aiortc client receiving from the server decodes."""
     feed = VideoFeed("camera")
     server = Peer(CONFIG, outgoing=lambda kind, mid, direction: FeedTrack(feed) if kind == "video" else None)
     viewer = RTCPeerConnection(CONFIG)

@@ -68,7 +68,7 @@ def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:
 
 
 class Passthrough:
-    """Stands where aiortc's decoder would: returns each frame encoded, in its decoder thread."""
+    """What a decoder would return for a frame, but still encoded (as an EncodedFrame)."""
 
     def __init__(self, codec: RTCRtpCodecParameters) -> None:
         self.clock_rate = int(codec.clockRate)
@@ -123,6 +123,8 @@ def forward(transceiver: Any) -> None:
                                     and c.parameters.get("apt") == main.payloadType]
     receiver = transceiver.receiver
     if receiver.track is not None:
+        if not hasattr(receiver, "_RTCRtpReceiver__decoder_queue"):  # fail loudly, never decode silently
+            raise RuntimeError("this aiortc has no receiver decoder queue to forward from; pin aiortc 1.16")
         receiver._RTCRtpReceiver__decoder_queue = Handoff(receiver.track._queue)
 
 

@@ -145,7 +145,7 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
                 room.lead = handovers[-1].data["to"]
             _watch_video(ctx, room)
             if session.record:
-                await _record(ctx, room, session)
+                _record(ctx, room, session)
     if participant.id not in room.members:
         room.members[participant.id] = participant
 
@@ -202,7 +202,8 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
     log.info("%s %s joined session %s", participant.role.value, participant.id, session.id)
 
 
-async def _record(ctx: AppContext, room: Room, session: Session) -> None:
+def _record(ctx: AppContext, room: Room, session: Session) -> None:
+    # No await here: the room must not be seen empty (and discarded) before the joiner registers.
     key, path = ctx.sessions.recording_path(session)
 
     async def recorded(done: Recorded) -> None:
@@ -210,7 +211,7 @@ async def _record(ctx: AppContext, room: Room, session: Session) -> None:
 
     room.on_recorded = recorded
     room.start_recording(path)
-    await ctx.sessions.recording_started(session.id)
+    room.spawn(ctx.sessions.recording_started(session.id))
 
 
 def _watch_video(ctx: AppContext, room: Room) -> None:
