@@ -18,9 +18,11 @@ ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 async def session_with_snapshot_and_chat(client: TestClient, auth: dict[str, str],
-                                         ticket: str, end: bool = True) -> dict[str, Any]:
+                                         ticket: str, end: bool = True,
+                                         record: bool = False) -> dict[str, Any]:
     session = await (await client.post("/api/v1/sessions", json={"ticket_id": ticket, "tier": 2,
-                                                                  "customer": {"name": "Ana Pereira"}},
+                                                                  "customer": {"name": "Ana Pereira"},
+                                                                  "record": record},
                                        headers=auth)).json()
     live = await snapshot_from_a_live_camera(client, session)
     agent, customer = live["agent"], live["customer"]
@@ -93,13 +95,20 @@ async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: Cl
                                                               settings: Settings) -> None:
     settings = replace(settings, retention_media_days=30, retention_chat_days=7)
     client, auth = await start_app(aiohttp_client, settings)
-    old = await session_with_snapshot_and_chat(client, auth, "ZD-OLD")
+    old = await session_with_snapshot_and_chat(client, auth, "ZD-OLD", record=True)
     mid = await session_with_snapshot_and_chat(client, auth, "ZD-MID")
-    new = await session_with_snapshot_and_chat(client, auth, "ZD-NEW")
+    new = await session_with_snapshot_and_chat(client, auth, "ZD-NEW", record=True)
+    recordings = {s["id"]: (await (await client.get(f"/api/v1/sessions/{s['id']}/recordings",
+                                                    headers=auth)).json())["recordings"] for s in (old, new)}
+    assert all(len(r) == 1 for r in recordings.values())
     await age(client, old["id"], 31)
     await age(client, mid["id"], 8)
     counts = await client.app[AppContext.KEY].sessions.purge()
-    assert counts == {"snapshots": 1, "recordings": 0, "chat_messages": 2}
+    assert counts == {"snapshots": 1, "recordings": 1, "chat_messages": 2}
+    assert (await client.get(recordings[old["id"]][0]["url"], headers=auth)).status == 404
+    blobs = client.app[AppContext.KEY].blobs
+    assert not any(blobs.local_path(f"sessions/{old['id']}/recordings").glob("*/*.webm")), "the file is gone"
+    assert (await client.get(recordings[new["id"]][0]["url"], headers=auth)).status == 200, "not due yet"
 
     def chats(record: dict[str, Any]) -> list[dict[str, Any]]:
         return [e["data"] for e in record["events"] if e["type"] == "chat.message"]
