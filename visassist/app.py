@@ -91,6 +91,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # Links carry tokens: never leak them to another site through the Referer header.
     headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith(pages.STATIC_PREFIX + "/") and response.status == 200:
+        headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
     if response.content_type == "text/html":
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
@@ -174,5 +176,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(signin.routes)
     app.add_routes(admin.routes)
     app.router.add_get("/ws", signalling.handle)
+    # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
+    app.router.add_static(pages.STATIC_PREFIX, pages.ROOT / "static", append_version=False)
     app.router.add_static("/static", pages.ROOT / "static", append_version=False)
     return app

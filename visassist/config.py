@@ -49,7 +49,6 @@ class Settings:
     record_by_default: bool = False
     max_participants_per_session: int = 8
     max_photo_bytes: int = 15 * 1024 * 1024
-    max_photo_pixels: int = 50_000_000
     # How often live sessions are checked for expiry.
     expiry_sweep_seconds: float = 5.0
     log_level: str = "INFO"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,11 +21,26 @@ from visassist.signalling.protocol import SnapshotStored
 from visassist.tokens import digest, looks_like_token
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _static_version() -> str:
+    """A digest of everything under static/: pages link to /static/<digest>/..., so a browser that
+    cached the previous JS (modules import each other by relative path, so all of them) fetches the
+    new files after an upgrade, and may cache each version for good."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "static").rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+STATIC_PREFIX = f"/static/{_static_version()}"
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(ROOT / "templates"),
     autoescape=jinja2.select_autoescape(default=True),
     undefined=jinja2.StrictUndefined,
 )
+TEMPLATES.globals["static"] = STATIC_PREFIX
 
 routes = web.RouteTableDef()
 
