@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
 from tests.browser import launch_options, write_marker_y4m
+from tests.utils import Clock
 from visassist.app import create_app
 from visassist.config import Settings
 from visassist.context import AppContext
@@ -32,8 +33,13 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(settings))
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory, settings: Settings, clock: Clock) -> TestClient:
+    return await aiohttp_client(create_app(settings, clock))
 
 
 @pytest.fixture
@@ -69,8 +75,8 @@ def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def server(aiohttp_server: ServerFactory, settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings), host="127.0.0.1")
+async def server(aiohttp_server: ServerFactory, settings: Settings, clock: Clock) -> TestServer:
+    return await aiohttp_server(create_app(settings, clock), host="127.0.0.1")
 
 
 @pytest.fixture

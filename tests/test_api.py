@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.utils import FakeParticipant, expire_now, token_of
+from tests.utils import Clock, FakeParticipant, token_of
 
 Create = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -170,9 +170,9 @@ async def test_bad_end_bodies(client: TestClient, create_session: Create, auth: 
 
 
 async def test_expired_session_refuses_links_and_end(client: TestClient, create_session: Create,
-                                                     auth: dict[str, str]) -> None:
+                                                     auth: dict[str, str], clock: Clock) -> None:
     session = await create_session(ttl_seconds=60)
-    await expire_now(client, session["id"])
+    clock.advance(seconds=61)
     body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
     assert body["status"] == "expired"
     page = await client.get(f"/s/{token_of(session['customer_url'])}")
@@ -282,10 +282,11 @@ async def test_idempotent_create(client: TestClient, auth: dict[str, str]) -> No
 
 
 async def test_listing_filters_and_pages(client: TestClient, create_session: Create,
-                                         auth: dict[str, str]) -> None:
-    made = [await create_session(ticket_id=f"LIST-{n % 2}") for n in range(5)]
+                                         auth: dict[str, str], clock: Clock) -> None:
+    made = [await create_session(ticket_id=f"LIST-{n % 2}", ttl_seconds=60 if n == 1 else 3600)
+            for n in range(5)]
     await client.post(f"/api/v1/sessions/{made[0]['id']}/end", json={"outcome": "resolved"}, headers=auth)
-    await expire_now(client, made[1]["id"])
+    clock.advance(seconds=61)  # made[1] expires
     page = await (await client.get("/api/v1/sessions?limit=2", headers=auth)).json()
     assert [s["id"] for s in page["sessions"]] == [made[4]["id"], made[3]["id"]], "newest first"
     seen = [s["id"] for s in page["sessions"]]

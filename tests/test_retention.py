@@ -8,10 +8,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.utils import snapshot_from_a_live_camera, start_app, token_of
+from tests.utils import Clock, snapshot_from_a_live_camera, start_app, token_of
 from visassist.config import Settings
 from visassist.context import AppContext
-from visassist.store import SqliteStore
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -36,20 +35,6 @@ async def session_with_snapshot_and_chat(client: TestClient, auth: dict[str, str
         await customer.close()
         await agent.close()
     return dict(session)
-
-
-async def age(client: TestClient, session_id: str, days: int) -> None:
-    """Pretend the session ended, and its chat was written, `days` ago."""
-    store = client.app[AppContext.KEY].store
-    assert isinstance(store, SqliteStore)
-    await store.db.execute(
-        "UPDATE sessions SET ended_at = datetime(ended_at, ?) WHERE id = ?", (f"-{days} days", session_id))
-    await store.db.execute(
-        "UPDATE sessions SET ended_at = replace(ended_at, ' ', 'T') || '.000000+00:00' WHERE id = ?",
-        (session_id,))
-    await store.db.execute(
-        "UPDATE events SET at = replace(datetime(at, ?), ' ', 'T') || '.000000+00:00' WHERE session_id = ?",
-        (f"-{days} days", session_id))
 
 
 async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: ClientFactory,
@@ -94,15 +79,17 @@ async def test_erasing_a_ticket_keeps_only_anonymous_figures(aiohttp_client: Cli
 async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: ClientFactory,
                                                               settings: Settings) -> None:
     settings = replace(settings, retention_media_days=30, retention_chat_days=7)
-    client, auth = await start_app(aiohttp_client, settings)
+    clock = Clock()
+    client, auth = await start_app(aiohttp_client, settings, clock)
+    # Ended (and chatted in) 31 and 8 days before the purge, and just now.
     old = await session_with_snapshot_and_chat(client, auth, "ZD-OLD", record=True)
+    clock.advance(days=23)
     mid = await session_with_snapshot_and_chat(client, auth, "ZD-MID")
+    clock.advance(days=8)
     new = await session_with_snapshot_and_chat(client, auth, "ZD-NEW", record=True)
     recordings = {s["id"]: (await (await client.get(f"/api/v1/sessions/{s['id']}/recordings",
                                                     headers=auth)).json())["recordings"] for s in (old, new)}
     assert all(len(r) == 1 for r in recordings.values())
-    await age(client, old["id"], 31)
-    await age(client, mid["id"], 8)
     counts = await client.app[AppContext.KEY].sessions.purge()
     assert counts == {"snapshots": 1, "recordings": 1, "chat_messages": 2}
     assert (await client.get(recordings[old["id"]][0]["url"], headers=auth)).status == 404
@@ -127,9 +114,10 @@ async def test_retention_purges_what_is_due_and_nothing_early(aiohttp_client: Cl
 
 async def test_without_retention_settings_nothing_is_purged(aiohttp_client: ClientFactory,
                                                            settings: Settings) -> None:
-    client, auth = await start_app(aiohttp_client, settings)
+    clock = Clock()
+    client, auth = await start_app(aiohttp_client, settings, clock)
     old = await session_with_snapshot_and_chat(client, auth, "ZD-ANCIENT")
-    await age(client, old["id"], 3650)
+    clock.advance(days=3650)
     nothing = {"snapshots": 0, "recordings": 0, "chat_messages": 0}
     assert await client.app[AppContext.KEY].sessions.purge() == nothing
     record = await (await client.get(f"/api/v1/sessions/{old['id']}", headers=auth)).json()

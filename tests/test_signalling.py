@@ -10,7 +10,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from tests.utils import FakeParticipant, expire_now, token_of
+from tests.utils import Clock, FakeParticipant, token_of
 
 Create = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -160,14 +160,14 @@ async def test_reopened_link_replaces_the_old_socket(client: TestClient, create_
 
 
 async def test_ended_and_expired_sessions_refuse_sockets(client: TestClient, create_session: Create,
-                                                         auth: dict[str, str]) -> None:
+                                                         auth: dict[str, str], clock: Clock) -> None:
     ended = await create_session()
     await client.post(f"/api/v1/sessions/{ended['id']}/end", json={"outcome": "no_show"}, headers=auth)
     hello = {"type": "hello", "protocol": 1, "token": token_of(ended["customer_url"])}
     assert (await refused(client, hello))["code"] == "session_ended"
 
     expired = await create_session()
-    await expire_now(client, expired["id"])
+    clock.advance(seconds=3601)
     hello = {"type": "hello", "protocol": 1, "token": token_of(expired["agent_url"])}
     assert (await refused(client, hello))["code"] == "session_expired"
 
@@ -192,12 +192,12 @@ async def test_api_end_tells_everyone_connected(client: TestClient, create_sessi
 
 
 async def test_live_session_expiry_disconnects_with_a_reason(client: TestClient, create_session: Create,
-                                                             auth: dict[str, str]) -> None:
+                                                             auth: dict[str, str], clock: Clock) -> None:
     session = await create_session()
     customer = FakeParticipant(client, token_of(session["customer_url"]))
     try:
         await customer.join()
-        await expire_now(client, session["id"])
+        clock.advance(seconds=3601)
         assert (await customer.expect("ended", timeout=5))["status"] == "expired"
     finally:
         await customer.close()

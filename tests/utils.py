@@ -7,6 +7,7 @@ import contextlib
 import fractions
 import json
 import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -181,15 +182,17 @@ def token_of(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-async def expire_now(client: TestClient, session_id: str) -> None:
-    """Move a session's expiry into the past (the clock is not ours to move)."""
-    from visassist.context import AppContext
-    from visassist.store import SqliteStore
+class Clock:
+    """The app's clock in tests: real time plus however far a test has moved it on."""
 
-    store = client.app[AppContext.KEY].store
-    assert isinstance(store, SqliteStore)
-    await store.db.execute(
-        "UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE id = ?", (session_id,))
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
 
 
 def free_port() -> int:
@@ -210,13 +213,14 @@ async def wait_until_healthy(base: str, seconds: float = 10.0) -> None:
     raise AssertionError(f"{base} did not become healthy in {seconds} s")
 
 
-async def start_app(aiohttp_client: Any, settings: Any) -> tuple[TestClient, dict[str, str]]:
+async def start_app(aiohttp_client: Any, settings: Any,
+                    clock: Clock | None = None) -> tuple[TestClient, dict[str, str]]:
     """A test client on an app built from `settings`, and headers with a fresh API key."""
     from visassist.app import create_app
     from visassist.context import AppContext
     from visassist.tokens import digest, new_api_key, new_id
 
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, clock or Clock()))
     key = new_api_key()
     await client.app[AppContext.KEY].store.create_api_key(new_id("key"), "tests", digest(key))
     return client, {"Authorization": f"Bearer {key}"}

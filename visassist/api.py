@@ -14,16 +14,21 @@ from pydantic import BaseModel, ValidationError
 from visassist import invitations, management
 from visassist.context import AppContext
 from visassist.errors import ClientError, Conflict, NotFound, Unauthorized
+from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
-from visassist.models import ApiKey, EventType, Role, Session, Snapshot, iso, utcnow
+from visassist.models import ApiKey, Role, Session, Snapshot, iso
 from visassist.openapi import document
 from visassist.schemas import (
     CreateSessionIn,
     EndSessionIn,
     InviteIn,
     ListQuery,
+    RecordingOut,
     SendInvitationIn,
+    SessionSummaryOut,
+    SnapshotOut,
     WebhookIn,
+    api_folder,
 )
 from visassist.tokens import API_KEY_PREFIX, digest
 
@@ -62,7 +67,7 @@ async def authenticate(request: web.Request) -> ApiKey:
     key = await ctx.store.api_key_by_digest(digest(token.strip()))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("unauthorized", "the API key is not valid")
-    now = utcnow()
+    now = _ctx(request).sessions.clock()
     if key.last_used_at is None or now - key.last_used_at > TOUCH_INTERVAL:
         await ctx.store.touch_api_key(key.id, now)
     return key
@@ -128,7 +133,8 @@ async def _idempotency(request: web.Request, key: ApiKey) -> tuple[str, str, str
 
 
 async def _replay(ctx: AppContext, key: ApiKey, idempotency: tuple[str, str, str]) -> Session | None:
-    earlier = await ctx.store.idempotent_session(key.id, idempotency[1], utcnow() - IDEMPOTENCY_WINDOW)
+    since = ctx.sessions.clock() - IDEMPOTENCY_WINDOW
+    earlier = await ctx.store.idempotent_session(key.id, idempotency[1], since)
     if earlier is None:
         return None
     if earlier[0] != idempotency[2]:
@@ -156,7 +162,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     page = await ctx.store.list_sessions(
         ticket_id=query.ticket_id, status=query.status, created_after=query.created_after,
-        created_before=query.created_before, before=before, limit=query.limit + 1, now=utcnow())
+        created_before=query.created_before, before=before, limit=query.limit + 1,
+        now=ctx.sessions.clock())
     more = len(page) > query.limit
     page = page[:query.limit]
     cursor = None
@@ -165,7 +172,9 @@ async def list_sessions(request: web.Request) -> web.Response:
         cursor = base64.urlsafe_b64encode(
             f"{last.created_at.astimezone(UTC).isoformat(timespec='microseconds')}|{last.id}".encode()
         ).decode()
-    return web.json_response({"sessions": [ctx.sessions.summary(s) for s in page], "next_cursor": cursor})
+    now = ctx.sessions.clock()
+    sessions = [SessionSummaryOut.of(s, now).model_dump(mode="json") for s in page]
+    return web.json_response({"sessions": sessions, "next_cursor": cursor})
 
 
 async def session_etag(ctx: AppContext, session_id: str) -> str:
@@ -236,7 +245,8 @@ async def send_invitation(request: web.Request) -> web.Response:
     session = await ctx.sessions.get(request.match_info["session_id"])
     links = await ctx.sessions.links(session, public_base(request))
     if "customer_url" not in links:
-        raise Conflict(f"session_{session.effective_status().value}", "the session is no longer open")
+        status = session.effective_status(ctx.sessions.clock()).value
+        raise Conflict(f"session_{status}", "the session is no longer open")
     try:
         if body.email is not None:
             if not settings.smtp_host:
@@ -256,8 +266,8 @@ async def send_invitation(request: web.Request) -> web.Response:
             channel, to = "sms", body.phone
     except InvitationError as exc:
         raise ClientError("invitation_failed", str(exc), status=502) from None
-    await ctx.sessions.record(session.id, EventType.INVITATION_SENT, f"api:{key.id}",
-                              {"channel": channel, "to": invitations.mask(to)})
+    await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=invitations.mask(to)),
+                              f"api:{key.id}")
     return web.json_response({"sent": channel, "to": invitations.mask(to)})
 
 
@@ -267,7 +277,9 @@ async def list_snapshots(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     session = await ctx.sessions.get(request.match_info["session_id"])
     snapshots = await ctx.store.snapshots(session.id)
-    return web.json_response({"snapshots": [ctx.sessions.snapshot_view(s) for s in snapshots]})
+    folder = api_folder(session.id, "snapshots")
+    return web.json_response({"snapshots": [SnapshotOut.of(s, folder).model_dump(mode="json")
+                                            for s in snapshots]})
 
 
 @routes.get("/api/v1/sessions/{session_id}/recordings")
@@ -276,7 +288,9 @@ async def list_recordings(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     session = await ctx.sessions.get(request.match_info["session_id"])
     recordings = await ctx.store.recordings(session.id)
-    return web.json_response({"recordings": [ctx.sessions.recording_view(r) for r in recordings]})
+    folder = api_folder(session.id, "recordings")
+    return web.json_response({"recordings": [RecordingOut.of(r, folder).model_dump(mode="json")
+                                             for r in recordings]})
 
 
 @routes.get("/api/v1/sessions/{session_id}/recordings/{recording_id}")

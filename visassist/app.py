@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -18,13 +19,16 @@ from visassist.capacity import FileBudget
 from visassist.config import Settings
 from visassist.context import AppContext
 from visassist.errors import ClientError
+from visassist.events import Bus
 from visassist.media.ice import rtc_configuration, use_host_addresses
+from visassist.models import utcnow
 from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
+from visassist.signalling.live import RoomEvents
 from visassist.signalling.room import Hub
 from visassist.store import SqliteStore
 from visassist.tokens import load_or_create_key
-from visassist.webhooks import Backoff, Dispatcher
+from visassist.webhooks import Backoff, Dispatcher, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +103,20 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def build_context(settings: Settings) -> AppContext:
-    store = SqliteStore(settings.database_path, settings.base_url)
+def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) -> AppContext:
+    store = SqliteStore(settings.database_path)
     blobs = DirectoryBlobStore(settings.blob_dir)
     hub = Hub(settings.max_live_sessions, FileBudget())
-    return AppContext(
-        settings=settings, store=store, blobs=blobs, hub=hub,
-        sessions=SessionService(settings, store, blobs, hub, load_or_create_key(settings.link_key_path)),
-        rtc_configuration=rtc_configuration(settings.ice_servers),
-    )
+    bus = Bus()
+    sessions = SessionService(settings, store, blobs, hub, bus, load_or_create_key(settings.link_key_path),
+                              clock)
+    # Subscribers, in order: the webhook outbox first, so a session.ended is enqueued before the room
+    # closes and writes its participants' departures.
+    outbox = Outbox(store, settings.base_url)
+    bus.subscribe("webhook outbox", outbox)
+    bus.subscribe("live rooms", RoomEvents(hub, sessions))
+    return AppContext(settings=settings, store=store, blobs=blobs, hub=hub, sessions=sessions, bus=bus,
+                      outbox=outbox, rtc_configuration=rtc_configuration(settings.ice_servers))
 
 
 async def _purge_loop(ctx: AppContext) -> None:
@@ -128,10 +137,11 @@ async def _expiry_loop(ctx: AppContext) -> None:
             log.exception("expiry sweep failed")
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> web.Application:
+    """The application; `clock` is for tests that move time (sessions expiring, retention)."""
     app = web.Application(middlewares=[security_headers, errors],
                           client_max_size=settings.max_body_bytes)
-    ctx = build_context(settings)
+    ctx = build_context(settings, clock)
     app[AppContext.KEY] = ctx
     use_host_addresses(settings.ice_addresses)
 
@@ -140,6 +150,8 @@ def create_app(settings: Settings) -> web.Application:
         if not await ctx.store.has_users():
             log.warning("no user accounts yet: staff links open without signing in. Before real use, "
                         "create one: visassist user create --email ... --name ... --role admin")
+        if caught := await ctx.outbox.catch_up():
+            log.info("webhook outbox: %d events recorded before the last stop were enqueued", caught)
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
@@ -165,7 +177,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def disconnect_everyone(app: web.Application) -> None:
         # Close sockets while the store is still open, so every "left" event is written.
-        sockets = [c.ws for room in ctx.hub.rooms.values() for c in room.connections.values()]
+        sockets = [c.ws for room in ctx.hub.rooms.values() for c in room.connections()]
         await asyncio.gather(*(ws.close(code=1001, message=b"server restarting") for ws in sockets),
                              return_exceptions=True)
 

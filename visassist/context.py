@@ -10,9 +10,11 @@ from aiortc import RTCConfiguration
 
 from visassist.blobs import BlobStore
 from visassist.config import Settings
+from visassist.events import Bus
 from visassist.sessions import SessionService
 from visassist.signalling.room import Hub
 from visassist.store import Store
+from visassist.webhooks import Outbox
 
 
 @dataclass
@@ -24,6 +26,8 @@ class AppContext:
     blobs: BlobStore
     hub: Hub
     sessions: SessionService
+    bus: Bus
+    outbox: Outbox
     rtc_configuration: RTCConfiguration
 
 

@@ -17,7 +17,6 @@ from visassist.errors import ClientError, NotFound
 from visassist.media.compose import Image, PhotoError, encode_png
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
 from visassist.schemas import RatingIn
-from visassist.signalling.protocol import SnapshotStored
 from visassist.tokens import digest, looks_like_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +80,8 @@ async def _participant(request: web.Request, role: Role) -> tuple[Participant, S
     return participant, session
 
 
-def _refuse_closed(session: Session, role: Role) -> None:
-    status = session.effective_status()
+def _refuse_closed(request: web.Request, session: Session, role: Role) -> None:
+    status = session.effective_status(request.app[AppContext.KEY].sessions.clock())
     after = ("Thank you. If you still need help, reply to your support ticket."
              if role is Role.CUSTOMER else "The session's record is kept with the ticket.")
     if status is Status.ENDED:
@@ -149,7 +148,7 @@ def _refuse_when_full(request: web.Request, session: Session) -> None:
 @routes.get("/s/{token}")
 async def customer_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.CUSTOMER)
-    _refuse_closed(session, Role.CUSTOMER)
+    _refuse_closed(request, session, Role.CUSTOMER)
     _refuse_when_full(request, session)
     return render("customer.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
@@ -158,7 +157,7 @@ async def customer_page(request: web.Request) -> web.Response:
 @routes.get("/a/{token}")
 async def agent_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.AGENT)
-    _refuse_closed(session, Role.AGENT)
+    _refuse_closed(request, session, Role.AGENT)
     _refuse_when_full(request, session)
     return render("agent.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
@@ -168,7 +167,7 @@ async def agent_page(request: web.Request) -> web.Response:
 async def upload_photo(request: web.Request) -> web.Response:
     """The customer's phone uploads a full-resolution photo (raw JPEG/PNG/WebP body) with its link."""
     participant, session = await _participant(request, Role.CUSTOMER)
-    _refuse_closed(session, Role.CUSTOMER)
+    _refuse_closed(request, session, Role.CUSTOMER)
     ctx = request.app[AppContext.KEY]
     limit = ctx.settings.max_photo_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -183,10 +182,6 @@ async def upload_photo(request: web.Request) -> web.Response:
         snapshot = await ctx.sessions.store_photo(session, participant, bytes(data))
     except PhotoError as exc:
         raise ClientError("invalid_image", str(exc), status=415) from None
-    view = ctx.sessions.snapshot_view(snapshot)
-    room = ctx.hub.get(session.id)
-    if room is not None:
-        await room.broadcast(SnapshotStored(request_id=None, snapshot=view), STAFF)
     return web.json_response({"id": snapshot.id, "width": snapshot.width, "height": snapshot.height,
                               "source": SnapshotSource.DEVICE_PHOTO.value}, status=201)
 
@@ -205,10 +200,10 @@ async def frozen_frame(request: web.Request) -> web.Response:
     """The held frame while the picture is frozen, for everyone in the session."""
     role = Role.CUSTOMER if request.match_info["prefix"] == "s" else Role.AGENT
     _, session = await _participant(request, role)
-    _refuse_closed(session, role)
+    _refuse_closed(request, session, role)
     ctx = request.app[AppContext.KEY]
     room = ctx.hub.get(session.id)
-    frame = None if room is None or room.frozen is None else room.feeds[room.frozen].held
+    frame = None if room is None else room.held_picture()
     if frame is None:
         raise NotFound("not_frozen", "the picture is not frozen")
     png = await asyncio.to_thread(lambda: encode_png(cast(Image, frame.to_ndarray(format="bgr24"))))
@@ -219,7 +214,8 @@ async def frozen_frame(request: web.Request) -> web.Response:
 async def agent_snapshot_image(request: web.Request) -> web.Response:
     """The console's thumbnails: the agent's link token reaches its own session's images only."""
     _, session = await _participant(request, Role.AGENT)
-    _refuse_closed(session, Role.AGENT)  # after the session the record is the ticket system's, via the API
+    # After the session the record is the ticket system's, via the API.
+    _refuse_closed(request, session, Role.AGENT)
     ctx = request.app[AppContext.KEY]
     snapshot = await ctx.store.snapshot(session.id, request.match_info["snapshot_id"])
     if snapshot is None:

@@ -1,17 +1,33 @@
-"""API bodies as pydantic models: requests are validated with them, responses are described by them.
+"""API bodies as pydantic models: requests are validated with them, responses are built from them.
 
-The OpenAPI document is generated from these models, and the tests validate real responses against
-the response models, so the document stays true.
+One representation per resource: the REST API, the signalling socket and the webhooks all send a
+snapshot, a recording, a session or a chat message as the `*Out` model below, each with URLs fit for
+its receiver (a path on the API, an absolute URL in a webhook, the agent link's own path on the
+socket). The OpenAPI document is generated from these models, and the tests validate real responses
+against them, so the document stays true.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
-from visassist.models import Outcome
+from visassist.events import ChatMessage, Event
+from visassist.models import Outcome, Recording, Session, Snapshot, iso
+
+
+def api_folder(session_id: str, kind: Literal["snapshots", "recordings"], base: str = "") -> str:
+    """Where the API serves a session's snapshots or recordings; `base` makes it absolute."""
+    return f"{base}/api/v1/sessions/{session_id}/{kind}"
+
+
+def _iso(moment: Any) -> str:
+    text = iso(moment)
+    assert text is not None
+    return text
 
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 
@@ -110,6 +126,26 @@ class EventOut(_Out):
     actor: str
     data: dict[str, Any]
 
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls.model_validate(event.public())
+
+
+class ChatMessageOut(_Out):
+    id: int
+    from_: str = Field(alias="from")
+    role: str
+    name: str
+    text: str
+    at: str
+
+    @classmethod
+    def of(cls, event: Event) -> ChatMessageOut:
+        data = event.data
+        assert isinstance(data, ChatMessage)
+        return cls.model_validate({"id": event.seq, "from": data.participant_id, "role": data.role.value,
+                                   "name": data.name or "", "text": data.text or "", "at": _iso(event.at)})
+
 
 class SnapshotOut(_Out):
     id: str
@@ -122,7 +158,20 @@ class SnapshotOut(_Out):
     height: int
     annotations: list[Arrow | Rect | Ellipse | Freehand | Text]
     raw_url: str
-    annotated_url: str
+    annotated_url: str  # changes when the snapshot is drawn on again, so caches never show the old one
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, folder: str) -> SnapshotOut:
+        """`folder`: the receiver's URL of the session's snapshots (see api_folder)."""
+        path = f"{folder}/{snapshot.id}"
+        version = snapshot.annotated_key.rsplit("/", 1)[1].removeprefix("annotated").removesuffix(".png")
+        return cls.model_validate({
+            "id": snapshot.id, "session_id": snapshot.session_id, "ticket_id": snapshot.ticket_id,
+            "taken_at": _iso(snapshot.taken_at), "taken_by": snapshot.taken_by,
+            "source": snapshot.source.value, "width": snapshot.width, "height": snapshot.height,
+            "annotations": snapshot.annotations, "raw_url": f"{path}/raw.png",
+            "annotated_url": f"{path}/annotated.png" + (f"?v={version.lstrip('-')}" if version else ""),
+        }, strict=False)  # the shapes were checked when drawn; stored JSON has lists for tuples
 
 
 class RecordingOut(_Out):
@@ -133,7 +182,14 @@ class RecordingOut(_Out):
     width: int
     height: int
     content_type: Literal["video/webm"]
-    url: str
+    url: str  # downloadable with HTTP Range, so a player can seek
+
+    @classmethod
+    def of(cls, recording: Recording, folder: str) -> RecordingOut:
+        return cls(id=recording.id, started_at=_iso(recording.started_at),
+                   duration_seconds=recording.duration_seconds, size_bytes=recording.size_bytes,
+                   width=recording.width, height=recording.height, content_type="video/webm",
+                   url=f"{folder}/{recording.id}")
 
 
 class RecordingListOut(_Out):
@@ -166,6 +222,19 @@ class SessionSummaryOut(_Out):
     audio: bool
     record: bool
     outcome: OutcomeOut | None
+
+    @classmethod
+    def of(cls, session: Session, now: datetime) -> SessionSummaryOut:
+        return cls.model_validate({
+            "id": session.id, "ticket_id": session.ticket_id, "tier": session.tier,
+            "customer": session.customer, "status": session.effective_status(now).value,
+            "created_at": iso(session.created_at), "expires_at": iso(session.expires_at),
+            "started_at": iso(session.started_at), "ended_at": iso(session.ended_at),
+            "duration_seconds": session.duration_seconds, "audio": session.audio,
+            "record": session.record,
+            "outcome": None if session.outcome is None else {
+                "outcome": session.outcome.value, "notes": session.notes, "ended_by": session.ended_by},
+        })
 
 
 class SessionOut(SessionSummaryOut):

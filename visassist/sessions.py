@@ -1,15 +1,19 @@
-"""Session use cases shared by the REST API and the signalling socket."""
+"""Session use cases shared by the REST API and the signalling socket.
+
+Each use case changes state and records its event in one store transaction, then publishes the event
+on the bus (visassist/events.py); the live rooms and the webhook outbox react as subscribers. The only
+thing asked of the rooms directly is what a use case must know before it records (LiveRooms)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from av import VideoFrame
 
@@ -17,11 +21,19 @@ from visassist.annotations import Shape, shapes_adapter
 from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.errors import Conflict, NotFound
+from visassist.events import (
+    Bus,
+    ChatMessage,
+    Event,
+    EventData,
+    LeftReason,
+    ParticipantJoined,
+    ParticipantLeft,
+    RecordingStarted,
+)
 from visassist.media.compose import Image, compose, decode_photo, encode_png
 from visassist.media.recorder import Recorded
 from visassist.models import (
-    Event,
-    EventType,
     Outcome,
     Participant,
     Recording,
@@ -33,12 +45,17 @@ from visassist.models import (
     iso,
     utcnow,
 )
-from visassist.signalling.protocol import Ended, Presence
-from visassist.signalling.room import Hub
+from visassist.schemas import (
+    ChatMessageOut,
+    EventOut,
+    RecordingOut,
+    SessionSummaryOut,
+    SnapshotOut,
+    api_folder,
+)
 from visassist.store import Store
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
-from visassist.webhooks import recording_view
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +75,36 @@ def _compose_snapshot(image: Image, shapes: list[Shape]) -> Composed:
                     annotated_png=encode_png(annotated))
 
 
-def chat_message(event: Event) -> dict[str, Any]:
-    return {"id": event.seq, "from": event.data["participant_id"], "role": event.data["role"],
-            "name": event.data["name"], "text": event.data["text"], "at": iso(event.at)}
+class LiveRooms(Protocol):
+    """What the use cases ask of the rooms live on this node (the signalling Hub implements it)."""
+
+    def connected(self, session_id: str) -> list[str]: ...
+
+    async def stop_recording(self, session_id: str) -> None: ...
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, hub: Hub,
-                 link_key: bytes) -> None:
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, live: LiveRooms, bus: Bus,
+                 link_key: bytes, clock: Callable[[], datetime] = utcnow) -> None:
         self.link_key = link_key
         self.settings = settings
         self.store = store
         self.blobs = blobs
-        self.hub = hub
+        self.live = live
+        self.bus = bus
+        self.clock = clock
+
+    async def _published(self, event: Event | None) -> Event | None:
+        if event is not None:
+            await self.bus.publish(event)
+        return event
 
     # Creation and reading
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
                      ttl_seconds: int, actor: str, audio: bool = False, record: bool | None = None,
                      idempotency: tuple[str, str, str] | None = None) -> Session:
-        now = utcnow()
+        now = self.clock()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
@@ -90,16 +117,16 @@ class SessionService:
                         name=f"Tier {tier} agent", created_at=now),
         ]
         # The links are derived from the participant ids (see links()); the store keeps digests only.
-        await self.store.create_session(
+        await self._published(await self.store.create_session(
             session, [(p, digest(link_token(self.link_key, p.id))) for p in participants], actor,
-            idempotency)
+            idempotency))
         log.info("session %s created for ticket %s", session.id, ticket_id)
         return session
 
     def _require_open(self, session: Session) -> None:
-        if not session.is_open:
-            status = session.effective_status().value
-            raise Conflict(f"session_{status}", f"the session is already {status}")
+        status = session.effective_status(self.clock())
+        if status not in (Status.WAITING, Status.LIVE):
+            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
 
     async def get(self, session_id: str) -> Session:
         session = await self.store.get_session(session_id)
@@ -110,46 +137,46 @@ class SessionService:
     async def invite(self, session_id: str, role: Role, name: str | None, actor: str,
                      base: str) -> tuple[Participant, str]:
         """A new participant (a Tier 3 expert or a supervisor) and the link that admits them; whoever
-        is in the session sees them in presence at once."""
+        is in the session sees them in presence at once (the room subscribes to the invitation)."""
         session = await self.get(session_id)
         self._require_open(session)
         participant_id = new_id("par")
         token = link_token(self.link_key, participant_id)
         participant = Participant(id=participant_id, session_id=session_id, role=role,
                                   name=name or ("Tier 3 expert" if role is Role.EXPERT else "Supervisor"),
-                                  created_at=utcnow())
-        if await self.store.add_participant(participant, digest(token), actor,
-                                            self.settings.max_participants_per_session) is None:
+                                  created_at=self.clock())
+        event = await self.store.add_participant(participant, digest(token), actor,
+                                                 self.settings.max_participants_per_session)
+        if event is None:
             raise Conflict("session_full", "this session has as many participants as it may")
-        room = self.hub.get(session_id)
-        if room is not None:
-            room.members[participant.id] = participant
-            await room.broadcast(Presence(participants=room.presence()))
+        await self._published(event)
         return participant, f"{base}/a/{token}"
 
     async def rate(self, session: Session, customer: Participant, rating: int, comment: str) -> None:
-        if session.effective_status() is not Status.ENDED:
+        if session.effective_status(self.clock()) is not Status.ENDED:
             raise Conflict("session_not_ended", "a session can be rated once it has ended")
-        if await self.store.rate(session.id, rating, comment, customer.id, utcnow()) is None:
+        if await self._published(await self.store.rate(session.id, rating, comment, customer.id,
+                                                       self.clock())) is None:
             raise Conflict("already_rated", "this session has been rated already; thank you")
 
-    async def record(self, session_id: str, type: EventType, actor: str, data: dict[str, Any]) -> Event:
+    async def record(self, session_id: str, data: EventData, actor: str) -> Event:
         """A timeline entry for a change that lives in the room (freeze, quality, handover...)."""
-        return await self.store.append_event(session_id, type, actor, data, utcnow())
+        event = await self.store.append_event(session_id, data, actor, self.clock())
+        await self.bus.publish(event)
+        return event
 
-    async def chat(self, session_id: str, sender: Participant, text: str) -> dict[str, Any]:
-        event = await self.record(session_id, EventType.CHAT_MESSAGE, sender.id,
-                                  {"participant_id": sender.id, "role": sender.role.value,
-                                   "name": sender.name, "text": text})
-        return chat_message(event)
+    async def chat(self, session_id: str, sender: Participant, text: str) -> ChatMessageOut:
+        event = await self.record(session_id, ChatMessage(participant_id=sender.id, role=sender.role,
+                                                          name=sender.name, text=text), sender.id)
+        return ChatMessageOut.of(event)
 
-    async def transcript(self, session_id: str) -> list[dict[str, Any]]:
-        return [chat_message(e) for e in await self.store.events(session_id)
-                if e.type is EventType.CHAT_MESSAGE]
+    async def transcript(self, session_id: str) -> list[ChatMessageOut]:
+        return [ChatMessageOut.of(e) for e in await self.store.events(session_id)
+                if isinstance(e.data, ChatMessage)]
 
     async def links(self, session: Session, base: str) -> dict[str, str]:
         """The customer's and the agent's links, rebuilt from the link key; only while open."""
-        if not session.is_open:
+        if session.effective_status(self.clock()) not in (Status.WAITING, Status.LIVE):
             return {}
         links = {}
         for participant in await self.store.participants(session.id):
@@ -159,51 +186,27 @@ class SessionService:
                 links["agent_url"] = f"{base}/a/{link_token(self.link_key, participant.id)}"
         return links
 
-    def snapshot_urls(self, snapshot: Snapshot) -> dict[str, str]:
-        path = f"/api/v1/sessions/{snapshot.session_id}/snapshots/{snapshot.id}"
-        return {"raw_url": f"{path}/raw.png", "annotated_url": f"{path}/annotated.png"}
-
-    def snapshot_view(self, snapshot: Snapshot) -> dict[str, Any]:
-        return {
-            "id": snapshot.id, "session_id": snapshot.session_id, "ticket_id": snapshot.ticket_id,
-            "taken_at": iso(snapshot.taken_at), "taken_by": snapshot.taken_by,
-            "source": snapshot.source.value, "width": snapshot.width, "height": snapshot.height,
-            "annotations": snapshot.annotations, **self.snapshot_urls(snapshot),
-        }
-
-    def summary(self, session: Session) -> dict[str, Any]:
-        return {
-            "id": session.id, "ticket_id": session.ticket_id, "tier": session.tier,
-            "customer": session.customer, "status": session.effective_status().value,
-            "created_at": iso(session.created_at), "expires_at": iso(session.expires_at),
-            "started_at": iso(session.started_at), "ended_at": iso(session.ended_at),
-            "duration_seconds": session.duration_seconds, "audio": session.audio,
-            "record": session.record,
-            "outcome": None if session.outcome is None else {
-                "outcome": session.outcome.value, "notes": session.notes,
-                "ended_by": session.ended_by},
-        }
-
     async def describe(self, session: Session, *, snapshots: bool = False) -> dict[str, Any]:
-        room = self.hub.get(session.id)
+        """The session's record as the API shows it (schemas.SessionOut)."""
+        connected = set(self.live.connected(session.id))
         participants = await self.store.participants(session.id)
         events = await self.store.events(session.id)
-        body = self.summary(session)
+        body = SessionSummaryOut.of(session, self.clock()).model_dump(mode="json")
         body["participants"] = [
-            {"id": p.id, "role": p.role.value, "name": p.name,
-             "connected": room is not None and room.connected(p.id)}
+            {"id": p.id, "role": p.role.value, "name": p.name, "connected": p.id in connected}
             for p in participants
         ]
-        body["events"] = [e.public() for e in events]
+        body["events"] = [EventOut.of(e).model_dump(mode="json") for e in events]
         rating = await self.store.rating(session.id)
         body["rating"] = None if rating is None else {**rating, "at": iso(rating["at"])}
         if snapshots:
-            body["snapshots"] = [self.snapshot_view(s) for s in await self.store.snapshots(session.id)]
-        body["recordings"] = [self.recording_view(r) for r in await self.store.recordings(session.id)]
+            folder = api_folder(session.id, "snapshots")
+            body["snapshots"] = [SnapshotOut.of(s, folder).model_dump(mode="json")
+                                 for s in await self.store.snapshots(session.id)]
+        folder = api_folder(session.id, "recordings")
+        body["recordings"] = [RecordingOut.of(r, folder).model_dump(mode="json")
+                              for r in await self.store.recordings(session.id)]
         return body
-
-    def recording_view(self, recording: Recording) -> dict[str, Any]:
-        return recording_view(dataclasses.asdict(recording), "")  # a path, like snapshot URLs
 
     # Recording
 
@@ -213,16 +216,14 @@ class SessionService:
         return key, self.blobs.local_path(key)
 
     async def recording_started(self, session_id: str) -> None:
-        await self.record(session_id, EventType.RECORDING_STARTED, "system", {})
+        await self.record(session_id, RecordingStarted(), "system")
 
     async def recorded(self, session: Session, key: str, done: Recorded) -> Recording:
         recording = Recording(
             id=key.split("/")[3], session_id=session.id, ticket_id=session.ticket_id,
             started_at=done.started_at, ended_at=done.ended_at, duration_seconds=done.duration_seconds,
             size_bytes=done.size_bytes, width=done.width, height=done.height, key=key)
-        await self.store.add_recording(recording, {
-            "recording_id": recording.id, "duration_seconds": recording.duration_seconds,
-            "size_bytes": recording.size_bytes})
+        await self._published(await self.store.add_recording(recording))
         log.info("session %s: recording %s stored (%.1f s, %d bytes)", session.id, recording.id,
                  recording.duration_seconds, recording.size_bytes)
         return recording
@@ -232,36 +233,36 @@ class SessionService:
     async def end(self, session_id: str, outcome: Outcome, notes: str, actor: str) -> Session:
         session = await self.get(session_id)
         self._require_open(session)
-        room = self.hub.get(session_id)
-        connected = sorted(room.connections) if room else []
-        if room is not None:
-            await finish(room.stop_recording())  # stored before session.ended, which lists it
-        result = await self.store.end_session(session_id, outcome, notes, actor, utcnow(),
-                                              {"connected": connected})
+        connected = self.live.connected(session_id)
+        await finish(self.live.stop_recording(session_id))  # stored before session.ended, which lists it
+        result = await self.store.end_session(session_id, outcome, notes, actor, self.clock(), connected)
         if result is None:  # lost a race with another end or with expiry
             raise Conflict("session_ended", "the session is no longer open")
-        ended, _ = result
-        await finish(self._close_room(session_id, Ended(status="ended", outcome=outcome.value), "ended"))
+        ended, event = result
+        await finish(self.bus.publish(event))  # the room closes as it hears of it
         log.info("session %s ended: %s", session_id, outcome.value)
         return ended
 
     async def revoke(self, session_id: str, actor: str) -> Session:
         """Withdraw the links at once and disconnect whoever is in."""
         self._require_open(await self.get(session_id))
-        if await self.store.revoke_session(session_id, actor, utcnow()) is None:
+        event = await self.store.revoke_session(session_id, actor, self.clock())
+        if event is None:
             raise Conflict("session_ended", "the session is no longer open")
-        await finish(self._close_room(session_id, Ended(status="revoked"), "revoked"))
+        await finish(self.bus.publish(event))
         log.info("session %s revoked", session_id)
         return await self.get(session_id)
 
     async def erase_ticket(self, ticket_id: str, actor: str) -> dict[str, int]:
         """Right to erasure: media and personal data go; anonymous outcome figures stay."""
+        now = self.clock()
         for session in await self.store.sessions_for_ticket(ticket_id):
-            if session.is_open:
+            if session.effective_status(now) in (Status.WAITING, Status.LIVE):
                 await self.revoke(session.id, actor)
-        counts, session_ids = await self.store.erase_ticket(ticket_id, actor, utcnow())
+        counts, session_ids, events = await self.store.erase_ticket(ticket_id, actor, self.clock())
         if not session_ids:
             raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+        await self.bus.publish(*events)
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
         log.info("ticket %s erased: %s", ticket_id, counts)
@@ -269,12 +270,13 @@ class SessionService:
 
     async def purge(self) -> dict[str, int]:
         """The scheduled retention purge; logs what it removed."""
-        now = utcnow()
+        now = self.clock()
         media = self.settings.retention_media_days
         chat = self.settings.retention_chat_days
-        counts, removed = await self.store.purge(
+        counts, removed, events = await self.store.purge(
             None if media is None else now - timedelta(days=media),
             None if chat is None else now - timedelta(days=chat), now)
+        await self.bus.publish(*events)
         for _, prefix in removed:
             await self.blobs.delete_prefix(prefix)
         if any(counts.values()):
@@ -284,44 +286,28 @@ class SessionService:
 
     async def expire_due(self) -> int:
         """Close sessions whose time is up; returns how many were expired."""
-        now = utcnow()
+        now = self.clock()
         count = 0
         for session in await self.store.open_sessions():
-            if session.expires_at <= now and await self.store.expire_session(session.id, now):
+            event = None if session.expires_at > now else await self.store.expire_session(session.id, now)
+            if event is not None:
                 count += 1
-                await finish(self._close_room(session.id, Ended(status="expired"), "expired"))
+                await finish(self.bus.publish(event))
                 log.info("session %s expired", session.id)
         return count
-
-    async def _close_room(self, session_id: str, message: Ended, reason: str) -> None:
-        room = self.hub.detach(session_id)
-        if room is None:
-            return
-        await room.broadcast(message)
-        # Taking the connections out of the room claims their "left" events from the socket handlers.
-        connections = list(room.connections.values())
-        room.connections.clear()
-        for connection in connections:
-            await self.left(session_id, connection.participant, reason)
-        await asyncio.gather(*(c.close() for c in connections))
-        await room.close()
 
     # Presence
 
     async def joined(self, session: Session, participant: Participant, rejoin: bool) -> None:
-        now = utcnow()
-        await self.store.append_event(
-            session.id, EventType.PARTICIPANT_JOINED, participant.id,
-            {"participant_id": participant.id, "role": participant.role.value,
-             "name": participant.name, "rejoin": rejoin}, now)
+        await self.record(session.id, ParticipantJoined(participant_id=participant.id, role=participant.role,
+                                                        name=participant.name, rejoin=rejoin),
+                          participant.id)
         if participant.role is Role.CUSTOMER:
-            await self.store.mark_live(session.id, now)
+            await self.store.mark_live(session.id, self.clock())
 
-    async def left(self, session_id: str, participant: Participant, reason: str) -> None:
-        await self.store.append_event(
-            session_id, EventType.PARTICIPANT_LEFT, participant.id,
-            {"participant_id": participant.id, "role": participant.role.value, "reason": reason},
-            utcnow())
+    async def left(self, session_id: str, participant: Participant, reason: LeftReason) -> None:
+        await self.record(session_id, ParticipantLeft(participant_id=participant.id, role=participant.role,
+                                                      reason=reason), participant.id)
 
     # Snapshots
 
@@ -352,8 +338,8 @@ class SessionService:
         await asyncio.gather(self.blobs.put(key, annotated),
                              self.blobs.put(f"{prefix}/annotations-{version}.json",
                                             json.dumps(vectors).encode()))
-        if await self.store.annotate_snapshot(session.id, snapshot.id, vectors, key, actor.id,
-                                              utcnow()) is None:
+        if await self._published(await self.store.annotate_snapshot(
+                session.id, snapshot.id, vectors, key, actor.id, self.clock())) is None:
             raise NotFound("not_found", "no such snapshot in this session")
         updated = await self.store.snapshot(session.id, snapshot.id)
         assert updated is not None
@@ -368,7 +354,7 @@ class SessionService:
         prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"
         vectors = shapes_adapter.dump_python(shapes, mode="json")
         snapshot = Snapshot(
-            id=snapshot_id, session_id=session.id, ticket_id=session.ticket_id, taken_at=utcnow(),
+            id=snapshot_id, session_id=session.id, ticket_id=session.ticket_id, taken_at=self.clock(),
             taken_by=taker.id, source=source, width=composed.width,
             height=composed.height, annotations=vectors, raw_key=f"{prefix}/raw.png",
             annotated_key=f"{prefix}/annotated.png",
@@ -379,7 +365,5 @@ class SessionService:
             self.blobs.put(snapshot.annotated_key, composed.annotated_png),
             self.blobs.put(f"{prefix}/annotations.json", json.dumps(vectors).encode()),
         )
-        await self.store.add_snapshot(snapshot, {
-            "snapshot_id": snapshot.id, "source": snapshot.source.value,
-            "width": snapshot.width, "height": snapshot.height, "shapes": len(vectors)})
+        await self._published(await self.store.add_snapshot(snapshot))
         return snapshot

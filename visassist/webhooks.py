@@ -1,9 +1,11 @@
 """Signed webhooks from a durable outbox.
 
-Every timeline event a ticket system cares about is turned into a webhook payload in the same
-transaction that records the event (visassist/store/sqlite.py), one delivery row per subscribed
-endpoint. The Dispatcher below sends them: at least once, in order per session and endpoint, retried
-with exponential backoff and jitter, each attempt recorded. Pending rows survive a restart.
+Every timeline event a ticket system cares about (the event models say which, visassist/events.py)
+is turned into a webhook payload by the Outbox, a subscriber of the event bus: one delivery row per
+subscribed endpoint. An event stays marked in the store until the Outbox has handed it over, so none is
+lost to a crash in between. The Dispatcher below sends them: at least once, in order per session and
+endpoint, retried with exponential backoff and jitter, each attempt recorded. Pending rows survive a
+restart.
 
 Signature (Stripe-style): header `Visassist-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the
 HMAC key is the endpoint's secret and the message is "<t>.<raw body>". Receivers check it with
@@ -28,23 +30,17 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from visassist.adapters import Adapter, AdapterError
-from visassist.models import EventType, iso, utcnow
+from visassist.events import WEBHOOK_TYPES, Event
+from visassist.models import Recording, Session, Snapshot, iso, utcnow
+from visassist.schemas import RecordingOut, SnapshotOut, api_folder
 
 if TYPE_CHECKING:
     from visassist.store.base import Store
 
 log = logging.getLogger(__name__)
 
-# Timeline events that become webhooks, by the webhook's type name.
-WEBHOOK_TYPES: dict[EventType, str] = {
-    EventType.SESSION_CREATED: "session.created",
-    EventType.PARTICIPANT_JOINED: "participant.joined",
-    EventType.PARTICIPANT_LEFT: "participant.left",
-    EventType.SNAPSHOT_CAPTURED: "snapshot.captured",
-    EventType.SESSION_ENDED: "session.ended",
-    EventType.SESSION_RATED: "session.rated",
-}
-ALL_TYPES = tuple(WEBHOOK_TYPES.values())
+# The webhook types are the events whose model says so (visassist/events.py).
+ALL_TYPES = tuple(t.value for t in WEBHOOK_TYPES)
 SIGNATURE_HEADER = "Visassist-Signature"
 TOLERANCE_SECONDS = 300
 
@@ -72,46 +68,61 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: int = TOLERANCE_
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def snapshot_urls(base: str, session_id: str, snapshot_id: str) -> dict[str, str]:
-    path = f"{base}/api/v1/sessions/{session_id}/snapshots/{snapshot_id}"
-    return {"raw_url": f"{path}/raw.png", "annotated_url": f"{path}/annotated.png"}
+@dataclass(frozen=True)
+class _Media:
+    """A session's snapshots and recordings as a webhook receiver sees them (absolute URLs)."""
+
+    session: Session
+    stored: list[Snapshot]
+    recorded: list[Recording]
+    base: str
+
+    def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.snapshots() if s["id"] == snapshot_id), None)
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        folder = api_folder(self.session.id, "snapshots", self.base)
+        return [SnapshotOut.of(s, folder).model_dump(mode="json") for s in self.stored]
+
+    def recordings(self) -> list[dict[str, Any]]:
+        folder = api_folder(self.session.id, "recordings", self.base)
+        return [RecordingOut.of(r, folder).model_dump(mode="json") for r in self.recorded]
 
 
-def payload(seq: int, type: str, at: Any, session: dict[str, Any], data: dict[str, Any],
-            snapshots: list[dict[str, Any]], base: str,
-            recordings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The webhook body for one timeline event. `snapshots` and `recordings` are the session's rows."""
-    body: dict[str, Any] = {}
-    if type == "session.created":
-        body = {"tier": session["tier"], "expires_at": iso(session["expires_at"])}
-    elif type in ("participant.joined", "participant.left"):
-        body = {k: data[k] for k in ("participant_id", "role", "name", "rejoin", "reason") if k in data}
-    elif type == "snapshot.captured":
-        snap = next(s for s in snapshots if s["id"] == data["snapshot_id"])
-        body = {"snapshot": _snapshot(snap, session["id"], base)}
-    elif type == "session.ended":
-        body = {"outcome": data["outcome"], "notes": data["notes"],
-                "duration_seconds": data["duration_seconds"],
-                "snapshots": [_snapshot(s, session["id"], base) for s in snapshots],
-                "recordings": [recording_view(r, base) for r in recordings or []]}
-    elif type == "session.rated":
-        body = {"rating": data["rating"], "comment": data.get("comment", "")}
-    return {"id": f"evt_{seq}", "type": type, "created_at": iso(at), "session_id": session["id"],
-            "ticket_id": session["ticket_id"], "data": body}
+def payload(event: Event, session: Session, snapshots: list[Snapshot], recordings: list[Recording],
+            base: str) -> dict[str, Any]:
+    """The webhook body for one timeline event; what `data` carries is the event model's to say."""
+    return {"id": f"evt_{event.seq}", "type": event.type.value, "created_at": iso(event.at),
+            "session_id": session.id, "ticket_id": session.ticket_id,
+            "data": event.data.webhook_body(_Media(session, snapshots, recordings, base))}
 
 
-def recording_view(row: dict[str, Any], base: str) -> dict[str, Any]:
-    """A recording as the API and webhooks show it, with the URL to download it (Range supported)."""
-    return {"id": row["id"], "started_at": iso(row["started_at"]),
-            "duration_seconds": row["duration_seconds"], "size_bytes": row["size_bytes"],
-            "width": row["width"], "height": row["height"], "content_type": "video/webm",
-            "url": f"{base}/api/v1/sessions/{row['session_id']}/recordings/{row['id']}"}
+class Outbox:
+    """Subscribes to recorded events and turns each webhook event into one signed delivery per
+    subscribed endpoint. An event is marked in the store until it is handed over, so events recorded
+    just before a crash are enqueued at the next start (catch_up)."""
 
+    def __init__(self, store: Store, base: str) -> None:
+        self.store = store
+        self.base = base  # absolute links in payloads
 
-def _snapshot(row: dict[str, Any], session_id: str, base: str) -> dict[str, Any]:
-    return {"id": row["id"], "source": row["source"], "taken_at": iso(row["taken_at"]),
-            "width": row["width"], "height": row["height"],
-            **snapshot_urls(base, session_id, row["id"])}
+    async def __call__(self, event: Event) -> None:
+        if not event.data.webhook:
+            return
+        session = await self.store.get_session(event.session_id)
+        if session is None:
+            return
+        body = payload(event, session, await self.store.snapshots(session.id),
+                       await self.store.recordings(session.id), self.base)
+        await self.store.enqueue_deliveries(event, event.type.value, encode(body))
+
+    async def catch_up(self) -> int:
+        handed = 0
+        while pending := await self.store.outbox_pending(limit=100):
+            for event in pending:
+                await self(event)
+            handed += len(pending)
+        return handed
 
 
 @dataclass(frozen=True)

@@ -181,24 +181,24 @@ function renderPresence(participants) {
   renderState();
 }
 
+// The server gives this page URLs under its own link (and a new annotated_url after each drawing).
 function addSnapshot(snapshot) {
-  const base = `/a/${token}/snapshots/${snapshot.id}`;
   const existing = $("snapshot-list").querySelector(`[data-snapshot-id="${snapshot.id}"]`);
   const li = existing ?? document.createElement("li");
   li.dataset.snapshotId = snapshot.id;
   li.dataset.source = snapshot.source;
   const link = document.createElement("a");
-  link.href = snapshot.annotated_url.replace(/^.*\/snapshots\/[^/]+/, base);
+  link.href = snapshot.annotated_url;
   link.target = "_blank";
   link.rel = "noopener";
   const img = document.createElement("img");
-  img.src = `${link.href}?v=${encodeURIComponent(snapshot.annotated_url)}`;
+  img.src = snapshot.annotated_url;
   img.alt = `${snapshot.source.replace("_", " ")} snapshot, ${snapshot.width}×${snapshot.height}`;
   link.append(img);
   const caption = document.createElement("span");
   caption.textContent = `${new Date(snapshot.taken_at).toLocaleTimeString()} · ${snapshot.source.replace("_", " ")} · ${snapshot.width}×${snapshot.height}`;
   const raw = document.createElement("a");
-  raw.href = `${base}/raw.png`;
+  raw.href = snapshot.raw_url;
   raw.target = "_blank";
   raw.rel = "noopener";
   raw.textContent = "original";
@@ -207,7 +207,7 @@ function addSnapshot(snapshot) {
   draw.textContent = "Draw on it";
   draw.dataset.testid = "annotate-snapshot";
   draw.hidden = !leads;
-  draw.addEventListener("click", () => editSnapshot(snapshot, `${base}/raw.png`));
+  draw.addEventListener("click", () => editSnapshot(snapshot, snapshot.raw_url));
   li.replaceChildren(link, caption, raw, draw);
   if (!existing) $("snapshot-list").prepend(li);
   snapshotIds.add(snapshot.id);

@@ -13,10 +13,20 @@ from aiortc.sdp import SessionDescription
 
 from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
+from visassist.events import (
+    AudioChanged,
+    CameraChanged,
+    MediaFrozen,
+    MediaUnfrozen,
+    QualityChanged,
+    SessionHandover,
+)
+from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
 from visassist.media.feed import FeedTrack
 from visassist.media.peer import Peer, PeerError
-from visassist.models import STAFF, EventType, Participant, Role, Session, SnapshotSource, VideoSource
+from visassist.models import STAFF, Participant, Role, Session, Snapshot, SnapshotSource, VideoSource
+from visassist.schemas import SnapshotOut
 from visassist.signalling.protocol import (
     AnnotateSnapshot,
     Annotations,
@@ -119,7 +129,7 @@ async def dispatch(ctx: AppContext, joined: Joined, message: ClientMessageType) 
 
 async def _open_session(ctx: AppContext, joined: Joined, ref: str) -> Session:
     session = await ctx.sessions.get(joined.session.id)
-    if not session.is_open:
+    if not session.open_at(ctx.sessions.clock()):
         raise ProtocolError(ErrorCode.SESSION_ENDED, "the session is over", ref=ref)
     return session
 
@@ -145,9 +155,7 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
 
     def on_track(track: MediaStreamTrack, mid: str | None, request_keyframe: Callable[[], None]) -> None:
         if track.kind == "video" and mid in named:
-            kind = named[mid]
-            room.sender_of[kind] = participant.id
-            room.feeds[kind].attach(track, request_keyframe)
+            room.attach_video(named[mid], participant.id, track, request_keyframe)
         elif track.kind == "audio" and participant.role in SPEAKERS:
             room.voice(participant.id).attach(track)
         else:
@@ -193,25 +201,17 @@ async def ice(ctx: AppContext, joined: Joined, message: Ice) -> None:
 @action(Watch, STAFF, "choose a source")
 async def watch(ctx: AppContext, joined: Joined, message: Watch) -> None:
     kind = VideoSource(message.source)
-    joined.connection.watching = kind
-    if joined.connection.viewer is not None:
-        joined.connection.viewer.watch(joined.room.feeds[kind])
-    joined.room.watched_by_lead(joined.connection)
+    joined.room.watch(joined.connection, kind)
     await joined.connection.send(joined.room.media_state(kind))
 
 
 @action(Mute, SPEAKERS, "use a microphone")
 async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
     room, pid = joined.room, joined.participant.id
-    if message.muted == (pid not in room.unmuted):
+    if not room.set_muted(pid, message.muted):
         return  # no change: nothing to record or tell
-    if message.muted:
-        room.unmuted.discard(pid)
-    else:
-        room.unmuted.add(pid)
-    await ctx.sessions.record(joined.session.id, EventType.AUDIO_CHANGED, pid,
-                              {"participant_id": pid, "role": joined.participant.role.value,
-                               "muted": message.muted})
+    changed = AudioChanged(participant_id=pid, role=joined.participant.role, muted=message.muted)
+    await ctx.sessions.record(joined.session.id, changed, pid)
     await room.broadcast(Presence(participants=room.presence()))
 
 
@@ -239,10 +239,9 @@ async def annotate(ctx: AppContext, joined: Joined, message: AnnotateSnapshot) -
     await _stored(ctx, joined, updated, message.request_id)
 
 
-async def _stored(ctx: AppContext, joined: Joined, snapshot: Any, request_id: str) -> None:
-    view = ctx.sessions.snapshot_view(snapshot)
-    await joined.room.broadcast(SnapshotStored(request_id=None, snapshot=view), STAFF,
-                                exclude=joined.connection)
+async def _stored(ctx: AppContext, joined: Joined, snapshot: Snapshot, request_id: str) -> None:
+    # The other staff were told by the snapshot's event (signalling/live.py).
+    view = SnapshotOut.of(snapshot, joined.connection.snapshots_path)
     await joined.connection.send(SnapshotStored(request_id=request_id, snapshot=view))
 
 
@@ -264,7 +263,7 @@ async def chat(ctx: AppContext, joined: Joined, message: Chat) -> None:
 @action(Annotations, LEADS, "annotate")
 async def mirror_annotations(ctx: AppContext, joined: Joined, message: Annotations) -> None:
     shapes = shapes_adapter.dump_python(list(message.shapes), mode="json")
-    joined.room.annotations[joined.participant.id] = shapes
+    joined.room.draw(joined.participant.id, shapes)
     await joined.room.broadcast(AnnotationsOut(by=joined.participant.id, shapes=shapes),
                                 exclude=joined.connection)
 
@@ -283,20 +282,15 @@ async def freeze(ctx: AppContext, joined: Joined, message: Freeze) -> None:
     room, pid = joined.room, joined.participant.id
     if message.frozen:
         kind = joined.connection.watching
-        if room.frozen is not None:
-            return
-        if await room.feeds[kind].freeze() is None:
+        held = await room.freeze(kind, pid)
+        if held is None:
             raise ProtocolError(ErrorCode.NO_VIDEO, "there is no picture to freeze yet", ref="freeze")
-        if room.frozen is not None:  # someone else froze while we waited for the picture
-            return
-        room.frozen, room.frozen_by = kind, pid
-        await ctx.sessions.record(room.session_id, EventType.MEDIA_FROZEN, pid, {"source": kind.value})
-        await room.broadcast(Frozen(frozen=True, by=pid, source=kind.value))
-    elif room.frozen is not None:
-        kind, room.frozen, room.frozen_by = room.frozen, None, None
-        room.feeds[kind].unfreeze()
-        await ctx.sessions.record(room.session_id, EventType.MEDIA_UNFROZEN, pid, {"source": kind.value})
-        await room.broadcast(Frozen(frozen=False, by=pid, source=kind.value))
+        if held:
+            await ctx.sessions.record(room.session_id, MediaFrozen(source=kind), pid)
+            await room.broadcast(Frozen(frozen=True, by=pid, source=kind.value))
+    elif (released := room.unfreeze()) is not None:
+        await ctx.sessions.record(room.session_id, MediaUnfrozen(source=released), pid)
+        await room.broadcast(Frozen(frozen=False, by=pid, source=released.value))
 
 
 def _customer(joined: Joined, ref: str) -> Connection:
@@ -309,7 +303,7 @@ def _customer(joined: Joined, ref: str) -> Connection:
 @action(RequestPhoto, LEADS, "ask for photos")
 async def request_photo(ctx: AppContext, joined: Joined, message: RequestPhoto) -> None:
     customer = _customer(joined, "photo.request")
-    await ctx.sessions.record(joined.session.id, EventType.PHOTO_REQUESTED, joined.participant.id, {})
+    await ctx.sessions.record(joined.session.id, PhotoAsked(), joined.participant.id)
     await customer.send(PhotoRequested(by=joined.participant.id))
 
 
@@ -320,14 +314,15 @@ async def camera(ctx: AppContext, joined: Joined, message: CameraControl) -> Non
     if not asked:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "say what to change: facing, torch or zoom",
                             ref="camera")
-    await ctx.sessions.record(joined.session.id, EventType.CAMERA_CHANGED, joined.participant.id, asked)
+    await ctx.sessions.record(joined.session.id, CameraChanged(**asked), joined.participant.id)
     await customer.send(CameraControlOut(**asked))
 
 
 @action(CameraState, CUSTOMER, "report the camera")
 async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) -> None:
-    joined.room.camera_state = message.model_dump(exclude={"type"})
-    await joined.room.broadcast(CameraStateOut(state=joined.room.camera_state), STAFF)
+    state = message.model_dump(exclude={"type"})
+    joined.room.report_camera(state)
+    await joined.room.broadcast(CameraStateOut(state=state), STAFF)
 
 
 def poor_reasons(report: QualityReport) -> list[str]:
@@ -343,16 +338,16 @@ def poor_reasons(report: QualityReport) -> list[str]:
 
 @action(QualityReport, CUSTOMER, "report quality")
 async def quality(ctx: AppContext, joined: Joined, message: QualityReport) -> None:
-    report = message.model_dump(exclude={"type"})
-    joined.room.quality = (report, poor_reasons(message))
-    await joined.room.broadcast(QualityOut(report=report, poor=joined.room.quality[1]), STAFF)
+    report, poor = message.model_dump(exclude={"type"}), poor_reasons(message)
+    joined.room.report_quality(report, poor)
+    await joined.room.broadcast(QualityOut(report=report, poor=poor), STAFF)
 
 
 @action(RequestQuality, LEADS, "change the quality")
 async def request_quality(ctx: AppContext, joined: Joined, message: RequestQuality) -> None:
     customer = _customer(joined, "quality.request")
-    await ctx.sessions.record(joined.session.id, EventType.QUALITY_CHANGED, joined.participant.id,
-                              {"profile": message.profile})
+    await ctx.sessions.record(joined.session.id, QualityChanged(profile=message.profile),
+                              joined.participant.id)
     await customer.send(QualityRequested(profile=message.profile, by=joined.participant.id))
 
 
@@ -372,13 +367,12 @@ async def invite(ctx: AppContext, joined: Joined, message: Invite) -> None:
 @action(Handover, LEADS, "hand over")
 async def handover(ctx: AppContext, joined: Joined, message: Handover) -> None:
     room = joined.room
-    target = room.members.get(message.to)
+    target = room.member(message.to)
     if target is None or target.role not in LEADS or target.id == joined.participant.id:
         raise ProtocolError(ErrorCode.NOT_FOUND, "hand over to another agent or expert in this session",
                             ref="handover")
-    previous, room.lead = room.lead, target.id
-    if target.id in room.connections:
-        room.watched_by_lead(room.connections[target.id])
-    await ctx.sessions.record(joined.session.id, EventType.SESSION_HANDOVER, joined.participant.id,
-                              {"from": previous, "to": target.id, "role": target.role.value})
+    previous = room.hand_over(target.id)
+    await ctx.sessions.record(joined.session.id,
+                              SessionHandover(from_=previous, to=target.id, role=target.role),
+                              joined.participant.id)
     await room.broadcast(Presence(participants=room.presence()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -11,10 +13,13 @@ from visassist import accounts
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
+from visassist.events import MediaStarted, MediaStopped, SessionHandover
 from visassist.media.feed import Size
 from visassist.media.recorder import Recorded
-from visassist.models import EventType, Session, Status, VideoSource
+from visassist.models import Session, Status, VideoSource
+from visassist.schemas import SessionSummaryOut, SnapshotOut
 from visassist.signalling.actions import Joined, dispatch, error
+from visassist.signalling.live import depart
 from visassist.signalling.protocol import (
     PROTOCOL_VERSION,
     AnnotationsOut,
@@ -116,7 +121,7 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
             await _refuse(ws, ErrorCode.FORBIDDEN, exc.message)
             return None
     session = await ctx.sessions.get(participant.session_id)
-    status = session.effective_status()
+    status = session.effective_status(ctx.sessions.clock())
     if status is Status.ENDED:
         await _refuse(ws, ErrorCode.SESSION_ENDED, "this session has ended")
         return None
@@ -133,29 +138,23 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
             return None
         try:
             members = await ctx.store.participants(session.id)
-            handovers = [e for e in await ctx.store.events(session.id)
-                         if e.type is EventType.SESSION_HANDOVER]
+            handovers = [e.data for e in await ctx.store.events(session.id)
+                         if isinstance(e.data, SessionHandover)]
         except BaseException:
             ctx.hub.release(session.id)
             raise
         room = ctx.hub.get(session.id)  # someone else may have opened it while we read
         if room is None:
-            room = ctx.hub.open(session.id, members)
-            if handovers:
-                room.lead = handovers[-1].data["to"]
-            _watch_video(ctx, room)
+            room = ctx.hub.open(Room(session.id, members, handovers[-1].to if handovers else None,
+                                     on_video=_media_recorder(ctx, session.id)))
             if session.record:
                 _record(ctx, room, session)
-    if participant.id not in room.members:
-        room.members[participant.id] = participant
 
-    connection = Connection(participant=participant, ws=ws)
-    # Register with no await in between, so the room is never empty (and discarded) while we join;
+    connection = Connection(participant=participant, ws=ws, snapshots_path=(
+        f"/a/{hello.token}/snapshots" if participant.role.staff else ""))
+    # Join with no await in between, so the room is never empty (and discarded) while we join;
     # from here on the caller's cleanup covers us.
-    previous = room.connections.get(participant.id)
-    room.connections[participant.id] = connection
-    rejoin = participant.id in room.joined_once
-    room.joined_once.add(participant.id)
+    rejoin, previous = room.join(connection)
     return Joined(session=session, participant=participant, room=room, connection=connection,
                   rejoin=rejoin, replaces=previous, base=base)
 
@@ -166,7 +165,7 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
     if joined.replaces is not None:
         # The same link opened again (a reload, a second tab): the newest socket wins.
         await joined.replaces.send(error(ErrorCode.REPLACED, "this link was opened somewhere else"))
-        await ctx.sessions.left(session.id, participant, "replaced")
+        await depart(ctx.sessions, room, joined.replaces, "replaced")
         await joined.replaces.close()
     await ctx.sessions.joined(session, participant, joined.rejoin)
     current = await ctx.sessions.get(session.id)
@@ -174,12 +173,12 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
         participant=ParticipantInfo(id=participant.id, role=participant.role.value,
                                     name=participant.name, connected=True,
                                     lead=participant.id == room.lead),
-        session=ctx.sessions.summary(current),
+        session=SessionSummaryOut.of(current, ctx.sessions.clock()),
         ice_servers=[s.to_browser() for s in ctx.settings.ice_servers],
         participants=room.presence(),
         chat=await ctx.sessions.transcript(session.id),
-        snapshots=[ctx.sessions.snapshot_view(s) for s in await ctx.store.snapshots(session.id)]
-        if participant.role.staff else [],
+        snapshots=[SnapshotOut.of(s, connection.snapshots_path)
+                   for s in await ctx.store.snapshots(session.id)] if participant.role.staff else [],
         frozen=room.frozen is not None,
         audio=current.audio,
     ))
@@ -194,8 +193,8 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
             await connection.send(QualityOut(report=room.quality[0], poor=room.quality[1]))
     else:
         await connection.send(room.media_state(VideoSource.STAFF_SCREEN))
-    for by, shapes in room.annotations.items():
-        if by != participant.id and shapes:
+    for by, shapes in room.drawings():
+        if by != participant.id:
             await connection.send(AnnotationsOut(by=by, shapes=shapes))
     if room.frozen is not None:
         await connection.send(Frozen(frozen=True, by=room.frozen_by, source=room.frozen.value))
@@ -209,32 +208,25 @@ def _record(ctx: AppContext, room: Room, session: Session) -> None:
     async def recorded(done: Recorded) -> None:
         await ctx.sessions.recorded(session, key, done)
 
-    room.on_recorded = recorded
-    room.start_recording(path)
+    room.start_recording(path, recorded)
     room.spawn(ctx.sessions.recording_started(session.id))
 
 
-def _watch_video(ctx: AppContext, room: Room) -> None:
+def _media_recorder(ctx: AppContext, session_id: str
+                    ) -> Callable[[VideoSource, str, Size | None], Coroutine[Any, Any, None]]:
+    """Writes a source's start and stop to the timeline (a new size of the same stream is no start)."""
     started: set[VideoSource] = set()
 
-    async def changed(kind: VideoSource, size: Size | None) -> None:
-        if size is None and room.frozen is kind:
-            # The held frame goes with its source: a reconnecting customer comes back live.
-            room.frozen, room.frozen_by = None, None
-            room.feeds[kind].unfreeze()
-            await room.broadcast(Frozen(frozen=False, source=kind.value))
-        sender = room.sender_of.get(kind, "system")  # set whenever a track is attached
+    async def changed(kind: VideoSource, sender: str, size: Size | None) -> None:
         if size is None:
             started.discard(kind)
-            await ctx.sessions.record(room.session_id, EventType.MEDIA_STOPPED, sender,
-                                      {"source": kind.value})
-        elif kind not in started:  # a new size of the same stream is not a new start
+            await ctx.sessions.record(session_id, MediaStopped(source=kind), sender)
+        elif kind not in started:
             started.add(kind)
-            await ctx.sessions.record(room.session_id, EventType.MEDIA_STARTED, sender,
-                                      {"participant_id": sender, "source": kind.value, "kind": "video",
-                                       "width": size[0], "height": size[1]})
+            await ctx.sessions.record(session_id, MediaStarted(participant_id=sender, source=kind,
+                                                               width=size[0], height=size[1]), sender)
 
-    room.on_video = changed
+    return changed
 
 
 async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> None:
@@ -273,15 +265,7 @@ def _as_protocol_error(exc: ClientError, ref: str | None) -> Error:
 
 async def _leave(ctx: AppContext, joined: Joined) -> None:
     room, participant, connection = joined.room, joined.participant, joined.connection
-    if room.connections.get(participant.id) is connection:
-        del room.connections[participant.id]
-        room.unmuted.discard(participant.id)
-        if participant.id in room.voices:
-            room.voices.pop(participant.id).detach()
-        if room.annotations.pop(participant.id, None):
-            await room.broadcast(AnnotationsOut(by=participant.id, shapes=[]))
-        await ctx.sessions.left(joined.session.id, participant, "disconnected")
-        await room.broadcast(Presence(participants=room.presence()))
+    await depart(ctx.sessions, room, connection, "disconnected")
     await connection.close()
     if ctx.hub.get(room.session_id) is room:
         await ctx.hub.discard_if_empty(room.session_id)

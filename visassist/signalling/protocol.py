@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from visassist.annotations import Point, Shapes
 from visassist.errors import ClientError
 from visassist.models import Outcome
+from visassist.schemas import ChatMessageOut, SessionSummaryOut, SnapshotOut
 
 PROTOCOL_VERSION = 1
 MAX_SDP_CHARS = 64 * 1024
@@ -236,11 +237,11 @@ class Welcome(_Message):
     type: Literal["welcome"] = "welcome"
     protocol: int = PROTOCOL_VERSION
     participant: ParticipantInfo
-    session: dict[str, Any]
+    session: SessionSummaryOut
     ice_servers: list[dict[str, str]]
     participants: list[ParticipantInfo]
-    chat: list[dict[str, Any]] = []
-    snapshots: list[dict[str, Any]] = []  # staff only: the session's snapshots so far
+    chat: list[ChatMessageOut] = []
+    snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far
     frozen: bool = False
     audio: bool = False  # the session asked for the customer's microphone from the start
 
@@ -270,12 +271,12 @@ class MediaState(_Message):
 class SnapshotStored(_Message):
     type: Literal["snapshot.stored"] = "snapshot.stored"
     request_id: str | None
-    snapshot: dict[str, Any]
+    snapshot: SnapshotOut
 
 
 class ChatOut(_Message):
     type: Literal["chat"] = "chat"
-    message: dict[str, Any]  # {id, from, role, name, text, at}
+    message: ChatMessageOut
 
 
 class AnnotationsOut(_Message):
@@ -395,4 +396,4 @@ def parse_client_message(text: str) -> ClientMessageType:
 
 
 def encode(message: ServerMessage) -> str:
-    return message.model_dump_json(exclude_none=False)
+    return message.model_dump_json(exclude_none=False, by_alias=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiortc.mediastreams import MediaStreamTrack
+from av import VideoFrame
 
 from visassist.capacity import FileBudget
 from visassist.media.audio import Voice
@@ -18,7 +20,7 @@ from visassist.media.feed import FeedTrack, Size, VideoFeed
 from visassist.media.peer import Peer
 from visassist.media.recorder import Recorded, Recorder
 from visassist.models import STAFF, Participant, Role, VideoSource
-from visassist.signalling.protocol import MediaState, ParticipantInfo, ServerMessage, encode
+from visassist.signalling.protocol import Frozen, MediaState, ParticipantInfo, ServerMessage, encode
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ class Connection:
     peer: Peer | None = None
     viewer: FeedTrack | None = None  # staff: the customer's video as this viewer watches it
     watching: VideoSource = VideoSource.CAMERA
+    departed: bool = False  # its leaving has been told and recorded
+    snapshots_path: str = ""  # where this participant's page fetches snapshot images
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: ServerMessage) -> None:
@@ -53,68 +57,210 @@ class Connection:
 
 
 class Room:
-    def __init__(self, session_id: str, members: Iterable[Participant]) -> None:
+    """One live session on this node: who is connected, the media flowing through it and the state
+    everyone shares (lead, held picture, drawings). Its rules live in its methods; callers read it
+    through properties and change it only through them."""
+
+    def __init__(self, session_id: str, members: Iterable[Participant], lead: str | None = None,
+                 on_video: Callable[[VideoSource, str, Size | None], Coroutine[Any, Any, None]] | None = None
+                 ) -> None:
         self.session_id = session_id
-        self.members: dict[str, Participant] = {p.id: p for p in members}
-        self.connections: dict[str, Connection] = {}
+        self._members: dict[str, Participant] = {p.id: p for p in members}
+        self._connections: dict[str, Connection] = {}
         self.feeds: dict[VideoSource, VideoFeed] = {
             kind: VideoFeed(kind.value, on_change=self._announcer(kind)) for kind in VideoSource
         }
-        self.voices: dict[str, Voice] = {}
-        self.unmuted: set[str] = set()
-        self.lead: str | None = next((p.id for p in self.members.values() if p.role is Role.AGENT), None)
-        self.annotations: dict[str, list[dict[str, Any]]] = {}
-        self.frozen: VideoSource | None = None  # the source whose picture is held
-        self.frozen_by: str | None = None
-        self.sender_of: dict[VideoSource, str] = {}
-        self.camera_state: dict[str, Any] | None = None
-        self.quality: tuple[dict[str, Any], list[str]] | None = None
-        self.joined_once: set[str] = set()
+        self._voices: dict[str, Voice] = {}
+        self._unmuted: set[str] = set()
+        self._lead = lead if lead is not None else next(
+            (p.id for p in self._members.values() if p.role is Role.AGENT), None)
+        self._drawings: dict[str, list[dict[str, Any]]] = {}
+        self._frozen: VideoSource | None = None  # the source whose picture is held
+        self._frozen_by: str | None = None
+        self._sender_of: dict[VideoSource, str] = {}
+        self._camera_state: dict[str, Any] | None = None
+        self._quality: tuple[dict[str, Any], list[str]] | None = None
+        self._joined_once: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.recorder: Recorder | None = None
-        # Called with a finished recording (set by whoever started it).
-        self.on_recorded: Callable[[Recorded], Coroutine[Any, Any, None]] | None = None
-        # Called with the source and its picture size whenever a source starts, changes size or stops
-        # (set by the handler).
-        self.on_video: Callable[[VideoSource, Size | None], Coroutine[Any, Any, None]] | None = None
+        self._recorder: Recorder | None = None
+        self._on_recorded: Callable[[Recorded], Coroutine[Any, Any, None]] | None = None
+        # Told the source, its sender and its picture size whenever a source starts, changes size or
+        # stops (the timeline's media events).
+        self._on_video = on_video
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # Reading
+
+    @property
+    def lead(self) -> str | None:
+        return self._lead
+
+    @property
+    def frozen(self) -> VideoSource | None:
+        return self._frozen
+
+    @property
+    def frozen_by(self) -> str | None:
+        return self._frozen_by
+
+    @property
+    def camera_state(self) -> dict[str, Any] | None:
+        return self._camera_state
+
+    @property
+    def quality(self) -> tuple[dict[str, Any], list[str]] | None:
+        return self._quality
+
+    @property
+    def recording(self) -> bool:
+        return self._recorder is not None
+
+    def member(self, participant_id: str) -> Participant | None:
+        return self._members.get(participant_id)
+
     def connected(self, participant_id: str) -> bool:
-        return participant_id in self.connections
+        return participant_id in self._connections
+
+    def connection(self, participant_id: str) -> Connection | None:
+        return self._connections.get(participant_id)
+
+    def connections(self) -> list[Connection]:
+        return list(self._connections.values())
 
     def customer(self) -> Connection | None:
-        return next((c for c in self.connections.values() if c.participant.role is Role.CUSTOMER), None)
+        return next((c for c in self._connections.values() if c.participant.role is Role.CUSTOMER), None)
+
+    def drawings(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        return [(by, shapes) for by, shapes in self._drawings.items() if shapes]
+
+    def held_picture(self) -> VideoFrame | None:
+        return None if self._frozen is None else self.feeds[self._frozen].held
 
     def presence(self) -> list[ParticipantInfo]:
         return [
             ParticipantInfo(id=p.id, role=p.role.value, name=p.name, connected=self.connected(p.id),
-                            muted=p.id not in self.unmuted, lead=p.id == self.lead)
-            for p in self.members.values()
+                            muted=p.id not in self._unmuted, lead=p.id == self._lead)
+            for p in self._members.values()
         ]
 
     def media_state(self, kind: VideoSource) -> MediaState:
         feed = self.feeds[kind]
         return _media_state(kind, feed.size if feed.live else None)
 
-    def voice(self, participant_id: str) -> Voice:
-        if participant_id not in self.voices:
-            self.voices[participant_id] = Voice()
-        return self.voices[participant_id]
-
     def heard_by(self, listener_id: str) -> list[Voice]:
         """The voices one listener hears: everyone else's who is unmuted (supervisors never speak)."""
-        return [voice for pid, voice in self.voices.items()
-                if pid != listener_id and pid in self.unmuted and pid in self.connections
-                and self.connections[pid].participant.role is not Role.SUPERVISOR]
+        return [voice for pid, voice in self._voices.items()
+                if pid != listener_id and pid in self._unmuted and pid in self._connections
+                and self._connections[pid].participant.role is not Role.SUPERVISOR]
+
+    # People
+
+    def admit(self, participant: Participant) -> None:
+        """A participant of the session (invited while the room is open, or joining)."""
+        self._members.setdefault(participant.id, participant)
+
+    def join(self, connection: Connection) -> tuple[bool, Connection | None]:
+        """Register a participant's socket; returns whether they had been in this room before, and the
+        same link's older socket that this one replaces (the newest wins). Synchronous on purpose: the
+        room is never seen empty (and discarded) while someone joins."""
+        participant = connection.participant
+        self.admit(participant)
+        previous = self._connections.get(participant.id)
+        self._connections[participant.id] = connection
+        rejoin = participant.id in self._joined_once
+        self._joined_once.add(participant.id)
+        return rejoin, previous
+
+    def depart(self, connection: Connection) -> bool:
+        """A socket is gone (closed, replaced, or the session is over). True the first time only, so the
+        participant's leaving is told and recorded once; their voice and drawings go with the socket
+        that is current."""
+        if connection.departed:
+            return False
+        connection.departed = True
+        pid = connection.participant.id
+        if self._connections.get(pid) is connection:
+            del self._connections[pid]
+            self._unmuted.discard(pid)
+            if pid in self._voices:
+                self._voices.pop(pid).detach()
+            self._drawings.pop(pid, None)
+        return True
+
+    def hand_over(self, to: str) -> str | None:
+        """Make `to` the lead; returns the previous lead. The recording follows what the lead sees."""
+        previous, self._lead = self._lead, to
+        connection = self._connections.get(to)
+        if connection is not None:
+            self._follow(connection)
+        return previous
+
+    def set_muted(self, participant_id: str, muted: bool) -> bool:
+        """True when this changed anything."""
+        if muted == (participant_id not in self._unmuted):
+            return False
+        if muted:
+            self._unmuted.discard(participant_id)
+        else:
+            self._unmuted.add(participant_id)
+        return True
+
+    def draw(self, participant_id: str, shapes: list[dict[str, Any]]) -> None:
+        self._drawings[participant_id] = shapes
+
+    # Media
+
+    def voice(self, participant_id: str) -> Voice:
+        if participant_id not in self._voices:
+            self._voices[participant_id] = Voice()
+        return self._voices[participant_id]
+
+    def attach_video(self, kind: VideoSource, sender: str, track: MediaStreamTrack,
+                     request_keyframe: Callable[[], None]) -> None:
+        self._sender_of[kind] = sender
+        self.feeds[kind].attach(track, request_keyframe)
+
+    def watch(self, connection: Connection, kind: VideoSource) -> None:
+        """A staff member chooses which source they see."""
+        connection.watching = kind
+        if connection.viewer is not None:
+            connection.viewer.watch(self.feeds[kind])
+        if connection.participant.id == self._lead:
+            self._follow(connection)
+
+    def report_camera(self, state: dict[str, Any]) -> None:
+        self._camera_state = state
+
+    def report_quality(self, report: dict[str, Any], poor: list[str]) -> None:
+        self._quality = (report, poor)
+
+    async def freeze(self, kind: VideoSource, by: str) -> bool | None:
+        """Hold the picture of `kind`. True when held now, False when a picture was already held,
+        None when there is no picture yet."""
+        if self._frozen is not None:
+            return False
+        if await self.feeds[kind].freeze() is None:
+            return None
+        if self._frozen is not None:  # someone else froze while we waited for the picture
+            return False
+        self._frozen, self._frozen_by = kind, by
+        return True
+
+    def unfreeze(self) -> VideoSource | None:
+        """Let the held picture go; returns its source (None when nothing was held)."""
+        kind, self._frozen, self._frozen_by = self._frozen, None, None
+        if kind is not None:
+            self.feeds[kind].unfreeze()
+        return kind
 
     async def broadcast(self, message: ServerMessage, roles: Iterable[Role] | None = None,
                         exclude: Connection | None = None) -> None:
         wanted = None if roles is None else set(roles)
-        targets = [c for c in self.connections.values()
+        targets = [c for c in self._connections.values()
                    if (wanted is None or c.participant.role in wanted) and c is not exclude]
         await asyncio.gather(*(c.send(message) for c in targets))
 
@@ -122,38 +268,48 @@ class Room:
         def changed(size: Size | None) -> None:
             # Called from inside the feed's pump, so say what changed rather than asking the feed.
             # The customer sees the staff's shared screen; staff see everything.
-            self.spawn(self.broadcast(_media_state(kind, size),
-                                      None if kind is VideoSource.STAFF_SCREEN else STAFF))
-            if self.on_video is not None:
-                self.spawn(self.on_video(kind, size))
+            self.spawn(self._source_changed(kind, size))
         return changed
 
-    def start_recording(self, path: Path) -> None:
-        """Record what the lead watches (the camera until they choose) and every voice."""
-        lead = self.connections.get(self.lead or "")
-        kind = lead.watching if lead is not None else VideoSource.CAMERA
-        self.recorder = Recorder(path, self.feeds[kind], lambda: self.heard_by(""))
+    async def _source_changed(self, kind: VideoSource, size: Size | None) -> None:
+        if size is None and self._frozen is kind:
+            # The held frame goes with its source: a reconnecting customer comes back live.
+            self.unfreeze()
+            await self.broadcast(Frozen(frozen=False, source=kind.value))
+        await self.broadcast(_media_state(kind, size), None if kind is VideoSource.STAFF_SCREEN else STAFF)
+        if self._on_video is not None:
+            await self._on_video(kind, self._sender_of.get(kind, "system"), size)
 
-    def watched_by_lead(self, connection: Connection) -> None:
-        """The lead chose another source: the recording follows what they see."""
-        if self.recorder is not None and connection.participant.id == self.lead:
-            self.recorder.watch(self.feeds[connection.watching])
+    # Recording
+
+    def start_recording(self, path: Path, on_recorded: Callable[[Recorded], Coroutine[Any, Any, None]]
+                        ) -> None:
+        """Record what the lead watches (the camera until they choose) and every voice."""
+        lead = self._connections.get(self._lead or "")
+        kind = lead.watching if lead is not None else VideoSource.CAMERA
+        self._recorder = Recorder(path, self.feeds[kind], lambda: self.heard_by(""))
+        self._on_recorded = on_recorded
+
+    def _follow(self, connection: Connection) -> None:
+        if self._recorder is not None:
+            self._recorder.watch(self.feeds[connection.watching])
 
     async def stop_recording(self) -> None:
-        recorder, self.recorder = self.recorder, None
+        recorder, self._recorder = self._recorder, None
         if recorder is None:
             return
         done = await recorder.stop()
-        if done is not None and self.on_recorded is not None:
-            await self.on_recorded(done)
+        if done is not None and self._on_recorded is not None:
+            await self._on_recorded(done)
 
     async def close(self) -> None:
         await self.stop_recording()
-        await asyncio.gather(*(c.close() for c in list(self.connections.values())))
-        self.connections.clear()
+        connections = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(*(c.close() for c in connections))
         for feed in self.feeds.values():
             await feed.close()
-        for voice in self.voices.values():
+        for voice in self._voices.values():
             voice.detach()
         for task in list(self._tasks):
             task.cancel()
@@ -198,16 +354,24 @@ class Hub:
         """Give up a reservation that did not become a room."""
         self._reserved.discard(session_id)
 
-    def open(self, session_id: str, members: Iterable[Participant]) -> Room:
-        self._reserved.discard(session_id)
+    def open(self, room: Room) -> Room:
+        """The room for its session: `room` unless another was opened meanwhile."""
+        self._reserved.discard(room.session_id)
+        return self.rooms.setdefault(room.session_id, room)
+
+    def connected(self, session_id: str) -> list[str]:
+        """Who is connected to a session on this node (for the use cases, see sessions.LiveRooms)."""
         room = self.rooms.get(session_id)
-        if room is None:
-            room = self.rooms[session_id] = Room(session_id, members)
-        return room
+        return sorted(c.participant.id for c in room.connections()) if room else []
+
+    async def stop_recording(self, session_id: str) -> None:
+        room = self.rooms.get(session_id)
+        if room is not None:
+            await room.stop_recording()
 
     async def discard_if_empty(self, session_id: str) -> None:
         room = self.rooms.get(session_id)
-        if room is not None and not room.connections:
+        if room is not None and not room.connections():
             del self.rooms[session_id]
             await room.close()
 

@@ -14,10 +14,24 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
-from visassist import webhooks
+from visassist.events import (
+    Event,
+    EventData,
+    ParticipantInvited,
+    RecordingStored,
+    RetentionPurged,
+    SessionCreated,
+    SessionEnded,
+    SessionExpired,
+    SessionRated,
+    SessionRevoked,
+    SnapshotAnnotated,
+    SnapshotCaptured,
+    TicketErased,
+    parse_data,
+)
 from visassist.models import (
     ApiKey,
-    Event,
     EventType,
     Outcome,
     Participant,
@@ -189,6 +203,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX recordings_session ON recordings (session_id, started_at);
     """,
+    # The webhook outbox subscribes to events: an event waits here until its deliveries are enqueued,
+    # so a crash between the two is caught up at start.
+    """
+    ALTER TABLE events ADD COLUMN outbox_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_outbox ON events (seq) WHERE outbox_pending = 1;
+    """,
 ]
 
 
@@ -246,8 +266,8 @@ def _recording(row: aiosqlite.Row) -> Recording:
 def _event(row: aiosqlite.Row) -> Event:
     at = _dt(row["at"])
     assert at is not None
-    return Event(seq=row["seq"], session_id=row["session_id"], type=EventType(row["type"]),
-                 at=at, actor=row["actor"], data=json.loads(row["data"]))
+    return Event(seq=row["seq"], session_id=row["session_id"], at=at, actor=row["actor"],
+                 data=parse_data(EventType(row["type"]), json.loads(row["data"])))
 
 
 def _snapshot(row: aiosqlite.Row) -> Snapshot:
@@ -345,44 +365,41 @@ class SqliteStore:
         async with self.db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def _insert_event(self, db: aiosqlite.Connection, session_id: str, type: EventType,
-                            actor: str, data: dict[str, Any], at: datetime) -> Event:
+    async def _insert_event(self, db: aiosqlite.Connection, session_id: str, data: EventData,
+                            actor: str, at: datetime) -> Event:
         cursor = await db.execute(
-            "INSERT INTO events (session_id, type, at, actor, data) VALUES (?, ?, ?, ?, ?)",
-            (session_id, type.value, _ts(at), actor, json.dumps(data)),
+            "INSERT INTO events (session_id, type, at, actor, data, outbox_pending)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (session_id, data.type.value, _ts(at), actor, json.dumps(data.public()), int(data.webhook)),
         )
         seq = cursor.lastrowid
         assert seq is not None
-        await self._enqueue_webhooks(db, seq, session_id, type, data, at)
-        return Event(seq=seq, session_id=session_id, type=type, at=at, actor=actor, data=data)
+        return Event(seq=seq, session_id=session_id, at=at, actor=actor, data=data)
 
-    async def _enqueue_webhooks(self, db: aiosqlite.Connection, seq: int, session_id: str,
-                                type: EventType, data: dict[str, Any], at: datetime) -> None:
-        """The outbox: one delivery per subscribed endpoint, committed with the event itself."""
-        name = webhooks.WEBHOOK_TYPES.get(type)
-        if name is None:
-            return
-        endpoints = [row for row in await self._all(
-            "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL", ())
-            if name in json.loads(row["events"])]
-        if not endpoints:
-            return
-        session = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
-        assert session is not None
-        snapshots = [{**dict(r), "taken_at": _dt(r["taken_at"])} for r in await self._all(
-            "SELECT * FROM snapshots WHERE session_id = ? ORDER BY taken_at, id", (session_id,))]
-        session_view = {**dict(session), "expires_at": _dt(session["expires_at"])}
-        recordings = [{**dict(r), "started_at": _dt(r["started_at"])} for r in await self._all(
-            "SELECT * FROM recordings WHERE session_id = ? ORDER BY started_at, id", (session_id,))]
-        body = webhooks.encode(webhooks.payload(seq, name, at, session_view, data, snapshots,
-                                                self.public_base, recordings))
-        for endpoint in endpoints:
-            await db.execute(
-                "INSERT INTO deliveries (endpoint_id, event_seq, session_id, type, payload,"
-                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (endpoint["id"], seq, session_id, name, body, _ts(at), _ts(at)))
-        if self.on_enqueue is not None:
+    # The outbox: filled by the webhook subscriber (visassist/webhooks.py) after each event
+
+    @shielded
+    async def enqueue_deliveries(self, event: Event, type: str, payload: str) -> int:
+        """One delivery per endpoint subscribed to `type`, and the event marked as handed over."""
+        async with self._transaction() as db:
+            endpoints = [row["id"] for row in await self._all(
+                "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL", ())
+                if type in json.loads(row["events"])]
+            for endpoint in endpoints:
+                await db.execute(
+                    "INSERT INTO deliveries (endpoint_id, event_seq, session_id, type, payload,"
+                    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (endpoint, event.seq, event.session_id, type, payload, _ts(event.at), _ts(event.at)))
+            await db.execute("UPDATE events SET outbox_pending = 0 WHERE seq = ?", (event.seq,))
+        if endpoints and self.on_enqueue is not None:
             self.on_enqueue()
+        return len(endpoints)
+
+    async def outbox_pending(self, limit: int) -> list[Event]:
+        """Events recorded but not yet handed to the outbox (the process stopped in between)."""
+        rows = await self._all(
+            "SELECT * FROM events WHERE outbox_pending = 1 ORDER BY seq LIMIT ?", (limit,))
+        return [_event(r) for r in rows]
 
     # API keys
 
@@ -430,12 +447,8 @@ class SqliteStore:
             )
             for participant, token_digest in participants:
                 await _insert_participant(db, participant, token_digest)
-            return await self._insert_event(
-                db, session.id, EventType.SESSION_CREATED, actor,
-                {"ticket_id": session.ticket_id, "tier": session.tier,
-                 "expires_at": _ts(session.expires_at)},
-                session.created_at,
-            )
+            return await self._insert_event(db, session.id, SessionCreated.of(session), actor,
+                                            session.created_at)
 
     @shielded
     async def add_participant(self, participant: Participant, token_digest: str, actor: str,
@@ -448,11 +461,10 @@ class SqliteStore:
                 return None
             await _insert_participant(db, participant, token_digest)
             return await self._insert_event(
-                db, participant.session_id, EventType.PARTICIPANT_INVITED, actor,
-                {"participant_id": participant.id, "role": participant.role.value,
-                 "name": participant.name},
-                participant.created_at,
-            )
+                db, participant.session_id,
+                ParticipantInvited(participant_id=participant.id, role=participant.role,
+                                   name=participant.name),
+                actor, participant.created_at)
 
     async def get_session(self, session_id: str) -> Session | None:
         row = await self._one("SELECT * FROM sessions WHERE id = ?", (session_id,))
@@ -488,7 +500,7 @@ class SqliteStore:
     @shielded
     async def end_session(
         self, session_id: str, outcome: Outcome, notes: str, actor: str, at: datetime,
-        data: dict[str, Any],
+        connected: list[str],
     ) -> tuple[Session, Event] | None:
         async with self._transaction() as db:
             # A session that never went live still has a duration of zero, not none.
@@ -504,11 +516,9 @@ class SqliteStore:
             assert row is not None
             session = _session(row)
             event = await self._insert_event(
-                db, session_id, EventType.SESSION_ENDED, actor,
-                {**data, "outcome": outcome.value, "notes": notes,
-                 "duration_seconds": session.duration_seconds},
-                at,
-            )
+                db, session_id, SessionEnded(connected=connected, outcome=outcome, notes=notes,
+                                             duration_seconds=session.duration_seconds),
+                actor, at)
             return session, event
 
     @shielded
@@ -521,16 +531,14 @@ class SqliteStore:
             )
             if cursor.rowcount != 1:
                 return None
-            return await self._insert_event(db, session_id, EventType.SESSION_EXPIRED, "system", {}, at)
+            return await self._insert_event(db, session_id, SessionExpired(), "system", at)
 
     # Timeline
 
     @shielded
-    async def append_event(
-        self, session_id: str, type: EventType, actor: str, data: dict[str, Any], at: datetime
-    ) -> Event:
+    async def append_event(self, session_id: str, data: EventData, actor: str, at: datetime) -> Event:
         async with self._transaction() as db:
-            return await self._insert_event(db, session_id, type, actor, data, at)
+            return await self._insert_event(db, session_id, data, actor, at)
 
     async def events(self, session_id: str) -> list[Event]:
         rows = await self._all("SELECT * FROM events WHERE session_id = ? ORDER BY seq", (session_id,))
@@ -539,7 +547,7 @@ class SqliteStore:
     # Snapshots
 
     @shielded
-    async def add_snapshot(self, snapshot: Snapshot, event_data: dict[str, Any]) -> Event:
+    async def add_snapshot(self, snapshot: Snapshot) -> Event:
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO snapshots (id, session_id, ticket_id, taken_at, taken_by, source, width,"
@@ -549,9 +557,10 @@ class SqliteStore:
                  json.dumps(snapshot.annotations), snapshot.raw_key, snapshot.annotated_key),
             )
             return await self._insert_event(
-                db, snapshot.session_id, EventType.SNAPSHOT_CAPTURED, snapshot.taken_by,
-                event_data, snapshot.taken_at,
-            )
+                db, snapshot.session_id,
+                SnapshotCaptured(snapshot_id=snapshot.id, source=snapshot.source, width=snapshot.width,
+                                 height=snapshot.height, shapes=len(snapshot.annotations)),
+                snapshot.taken_by, snapshot.taken_at)
 
     @shielded
     async def annotate_snapshot(self, session_id: str, snapshot_id: str,
@@ -564,11 +573,11 @@ class SqliteStore:
             if cursor.rowcount != 1:
                 return None
             return await self._insert_event(
-                db, session_id, EventType.SNAPSHOT_ANNOTATED, actor,
-                {"snapshot_id": snapshot_id, "shapes": len(annotations)}, at)
+                db, session_id, SnapshotAnnotated(snapshot_id=snapshot_id, shapes=len(annotations)),
+                actor, at)
 
     @shielded
-    async def add_recording(self, recording: Recording, event_data: dict[str, Any]) -> Event:
+    async def add_recording(self, recording: Recording) -> Event:
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO recordings (id, session_id, ticket_id, started_at, ended_at, duration_seconds,"
@@ -576,8 +585,9 @@ class SqliteStore:
                 (recording.id, recording.session_id, recording.ticket_id, _ts(recording.started_at),
                  _ts(recording.ended_at), recording.duration_seconds, recording.size_bytes,
                  recording.width, recording.height, recording.key))
-            return await self._insert_event(db, recording.session_id, EventType.RECORDING_STORED, "system",
-                                            event_data, recording.ended_at)
+            stored = RecordingStored(recording_id=recording.id, duration_seconds=recording.duration_seconds,
+                                     size_bytes=recording.size_bytes)
+            return await self._insert_event(db, recording.session_id, stored, "system", recording.ended_at)
 
     async def recordings(self, session_id: str) -> list[Recording]:
         rows = await self._all(
@@ -704,8 +714,8 @@ class SqliteStore:
                 (session_id, rating, comment, _ts(at)))
             if cursor.rowcount != 1:
                 return None
-            return await self._insert_event(db, session_id, EventType.SESSION_RATED, actor,
-                                            {"rating": rating, "comment": comment}, at)
+            return await self._insert_event(db, session_id, SessionRated(rating=rating, comment=comment),
+                                            actor, at)
 
     async def rating(self, session_id: str) -> dict[str, Any] | None:
         row = await self._one("SELECT * FROM ratings WHERE session_id = ?", (session_id,))
@@ -770,18 +780,16 @@ class SqliteStore:
                 (_ts(at), session_id, _ts(at)))
             if cursor.rowcount != 1:
                 return None
-            return await self._insert_event(db, session_id, EventType.SESSION_REVOKED, actor, {}, at)
+            return await self._insert_event(db, session_id, SessionRevoked(), actor, at)
 
     # Retention and erasure
 
-    # What erasure removes from events: personal text, and the link back to the ticket.
-    PERSONAL_KEYS = ("name", "text", "comment", "notes", "ticket_id")
-
     async def _scrub_events(self, db: aiosqlite.Connection, session_ids: list[str],
                             types: tuple[str, ...] | None = None, before: datetime | None = None) -> int:
-        """Drop personal fields from events' data (the event itself, its type and time, stay)."""
+        """Drop personal fields from events' data (the event itself, its type and time, stay); each
+        event model says which of its fields are personal."""
         marks = ",".join("?" * len(session_ids))
-        sql = f"SELECT seq, data FROM events WHERE session_id IN ({marks})"
+        sql = f"SELECT seq, type, data FROM events WHERE session_id IN ({marks})"
         params: list[Any] = list(session_ids)
         if types is not None:
             sql += f" AND type IN ({','.join('?' * len(types))})"
@@ -791,25 +799,25 @@ class SqliteStore:
             params.append(_ts(before))
         scrubbed = 0
         for row in await self._all(sql, tuple(params)):
-            data = json.loads(row["data"])
-            if any(k in data for k in self.PERSONAL_KEYS):
-                clean = {k: v for k, v in data.items() if k not in self.PERSONAL_KEYS} | {"erased": True}
+            data = parse_data(EventType(row["type"]), json.loads(row["data"]))
+            if any(getattr(data, name) is not None for name in data.personal):
+                clean = data.erase().public()
                 await db.execute("UPDATE events SET data = ? WHERE seq = ?", (json.dumps(clean), row["seq"]))
                 scrubbed += 1
         return scrubbed
 
     @shielded
     async def erase_ticket(self, ticket_id: str, actor: str,
-                           at: datetime) -> tuple[dict[str, int], list[str]]:
+                           at: datetime) -> tuple[dict[str, int], list[str], list[Event]]:
         """Erase a ticket's personal data and media; keep anonymous figures (tier, times, outcome).
 
-        Returns the counts and the session ids whose blobs the caller removes (after the commit, so a
-        row never points at a deleted image)."""
+        Returns the counts, the session ids whose blobs the caller removes (after the commit, so a
+        row never points at a deleted image) and the events recorded."""
         async with self._transaction() as db:
             rows = await self._all("SELECT id FROM sessions WHERE ticket_id = ?", (ticket_id,))
             ids = [r["id"] for r in rows]
             if not ids:
-                return {}, []
+                return {}, [], []
             marks = ",".join("?" * len(ids))
             snapshots = await self._one(f"SELECT COUNT(*) AS n FROM snapshots WHERE session_id IN ({marks})",
                                         tuple(ids))
@@ -828,18 +836,20 @@ class SqliteStore:
             await db.execute(
                 f"UPDATE sessions SET ticket_id = ?, customer = '{{}}', notes = NULL"
                 f" WHERE id IN ({marks})", (anonymous, *ids))
-            for session_id in ids:
-                await self._insert_event(db, session_id, EventType.TICKET_ERASED, actor, {}, at)
+            events = [await self._insert_event(db, session_id, TicketErased(), actor, at)
+                      for session_id in ids]
             counts = {"sessions": len(ids), "snapshots": int(snapshots["n"]) if snapshots else 0,
                       "recordings": int(recordings["n"]) if recordings else 0, "chat_messages": chats}
-            return counts, ids
+            return counts, ids, events
 
     @shielded
     async def purge(self, media_before: datetime | None, chat_before: datetime | None,
-                    at: datetime) -> tuple[dict[str, int], list[tuple[str, str]]]:
+                    at: datetime) -> tuple[dict[str, int], list[tuple[str, str]], list[Event]]:
         """Retention: remove snapshots of sessions that ended before `media_before`, and chat text
-        older than `chat_before`. Returns counts and the (session id, blob prefix) pairs to delete."""
+        older than `chat_before`. Returns counts, the (session id, blob prefix) pairs to delete and the
+        events recorded."""
         removed: list[tuple[str, str]] = []
+        events: list[Event] = []
         chats = 0
         async with self._transaction() as db:
             if media_before is not None:
@@ -859,8 +869,8 @@ class SqliteStore:
                 for session_id in sorted({r["session_id"] for r in [*rows, *recorded]}):
                     count = sum(1 for r in rows if r["session_id"] == session_id)
                     videos = sum(1 for r in recorded if r["session_id"] == session_id)
-                    await self._insert_event(db, session_id, EventType.RETENTION_PURGED, "system",
-                                             {"snapshots": count, "recordings": videos}, at)
+                    events.append(await self._insert_event(
+                        db, session_id, RetentionPurged(snapshots=count, recordings=videos), "system", at))
             if chat_before is not None:
                 ids = [r["session_id"] for r in await self._all(
                     "SELECT DISTINCT session_id FROM events WHERE type = 'chat.message' AND at < ?",
@@ -869,7 +879,7 @@ class SqliteStore:
                     chats = await self._scrub_events(db, ids, ("chat.message",), chat_before)
         recordings = sum(1 for _, key in removed if "/recordings/" in key)
         return {"snapshots": len(removed) - recordings, "recordings": recordings,
-                "chat_messages": chats}, removed
+                "chat_messages": chats}, removed, events
 
     @shielded
     async def ensure_internal_webhook(self, endpoint_id: str, url: str, events: list[str],
