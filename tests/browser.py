@@ -136,3 +136,22 @@ async def record(api: aiohttp.ClientSession, session_id: str) -> dict[str, Any]:
     async with api.get(f"/api/v1/sessions/{session_id}") as response:
         assert response.status == 200
         return dict(await response.json())
+
+
+# Counts the frames a <video> presents (requestVideoFrameCallback), re-arming if a new stream replaced
+# the old one; `window.framesAt` holds the page-clock time of each frame.
+COUNT_FRAMES = """(testid) => {
+  const video = document.querySelector(`[data-testid=${testid}]`);
+  window.framesAt = [];
+  let armedAt = 0;
+  const arm = () => {
+    armedAt = performance.now();
+    video.requestVideoFrameCallback(() => { window.framesAt.push(performance.now()); arm(); });
+  };
+  arm();
+  setInterval(() => { if (performance.now() - armedAt > 1000) arm(); }, 250);
+}"""
+
+
+async def frames_since(page: Page, since_ms: float) -> int:
+    return int(await page.evaluate("(since) => window.framesAt.filter((t) => t > since).length", since_ms))

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from playwright.async_api import BrowserContext, expect
 
+from tests.browser import (
+    COUNT_FRAMES,
+    frames_since,
+    join_as_customer,
+    new_session,
+    open_console,
+    wait_playing,
+)
 from tests.utils import (
     MARKER_ID,
     FakeParticipant,
@@ -105,3 +114,35 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         async with api.get(f"/api/v1/sessions/{live['id']}") as response:
             body = await response.json()
         assert body["status"] == "ended" and body["outcome"]["outcome"] == "abandoned"
+
+
+async def test_a_killed_server_comes_back_and_the_call_goes_on(tmp_path: Path, phone: BrowserContext,
+                                                               desktop: BrowserContext) -> None:
+    """SIGKILL mid-call, then the same server again: both pages rejoin on their own, the agent's video
+    flows again, and the timeline says they rejoined."""
+    data_dir, port = tmp_path / "data", free_port()
+    key = create_key(data_dir)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with server(data_dir, port, stop=signal.SIGKILL) as base, aiohttp.ClientSession(
+            base_url=base, headers=headers) as api:
+        session = await new_session(api)
+        agent = await open_console(desktop, session["agent_url"])
+        customer = await join_as_customer(phone, session["customer_url"])
+        await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+        await wait_playing(agent, "remote-video")
+        await agent.evaluate(COUNT_FRAMES, "remote-video")
+    # Killed: no goodbye to anyone. The same data and port again.
+    async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
+        listening = float(await agent.evaluate("performance.now()"))
+        started = asyncio.get_running_loop().time()
+        while await frames_since(agent, listening) < 30:  # a second of video
+            assert asyncio.get_running_loop().time() - started < 30, "the agent's video did not come back"
+            await asyncio.sleep(0.1)
+        back = (max(await agent.evaluate("window.framesAt")) - listening) / 1000
+        print(f"video flowing again {back:.1f} s after the server listened")
+        await expect(customer.get_by_test_id("agent-presence")).to_contain_text("Watching")
+        async with api.get(f"/api/v1/sessions/{session['id']}") as response:
+            events = (await response.json())["events"]
+        joins = [(e["data"]["role"], e["data"]["rejoin"]) for e in events
+                 if e["type"] == "participant.joined"]
+        assert sorted(joins[2:]) == [("agent", True), ("customer", True)], joins

@@ -147,12 +147,21 @@ function connect() {
       $("staff-screen").srcObject = new MediaStream([detail.track]);
     }
   });
+  // The whole line is rewritten each time (no element inside it to look up), so a welcome after a
+  // presence update, as on every rejoin after a server restart, cannot fail before the peer starts.
+  function showPresence(participants) {
+    const staff = participants.filter((p) => p.role !== "customer" && p.connected);
+    const agent = participants.find((p) => p.role === "agent")?.name ?? "your agent";
+    $("agent-presence").textContent = staff.length
+      ? `Watching: ${staff.map((p) => p.name).join(", ")}.`
+      : `Waiting for ${agent} to join…`;
+  }
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     iceServers = detail.ice_servers;
     welcomed = true;
     me = detail.participant.id;
     voice.update(detail.participants, me);
-    $("agent-name").textContent = detail.participants.find((p) => p.role === "agent")?.name ?? "your agent";
+    showPresence(detail.participants);
     setFrozen(detail.frozen);
     if (detail.audio && !microphone.started) setMic(true);
     else microphone.restate();
@@ -161,10 +170,7 @@ function connect() {
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
   signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => {
     voice.update(detail.participants, me);
-    const staff = detail.participants.filter((p) => p.role !== "customer" && p.connected);
-    $("agent-presence").textContent = staff.length
-      ? `Watching: ${staff.map((p) => p.name).join(", ")}.`
-      : "Waiting for your agent to join…";
+    showPresence(detail.participants);
   });
   signalling.addEventListener(ServerMessage.MEDIA, ({ detail }) => {
     if (detail.source !== Source.STAFF_SCREEN) return;

@@ -13,7 +13,7 @@ from visassist import accounts
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
-from visassist.events import MediaStarted, MediaStopped, SessionHandover
+from visassist.events import MediaStarted, MediaStopped, ParticipantJoined, SessionHandover
 from visassist.media.feed import Size
 from visassist.media.recorder import Recorded
 from visassist.models import Session, Status, VideoSource
@@ -138,15 +138,17 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
             return None
         try:
             members = await ctx.store.participants(session.id)
-            handovers = [e.data for e in await ctx.store.events(session.id)
-                         if isinstance(e.data, SessionHandover)]
+            timeline = [e.data for e in await ctx.store.events(session.id)]
+            handovers = [d for d in timeline if isinstance(d, SessionHandover)]
+            # Whoever joined before (also before a restart of this server) rejoins.
+            joined = {d.participant_id for d in timeline if isinstance(d, ParticipantJoined)}
         except BaseException:
             ctx.hub.release(session.id)
             raise
         room = ctx.hub.get(session.id)  # someone else may have opened it while we read
         if room is None:
             room = ctx.hub.open(Room(session.id, members, handovers[-1].to if handovers else None,
-                                     on_video=_media_recorder(ctx, session.id)))
+                                     joined_before=joined, on_video=_media_recorder(ctx, session.id)))
             if session.record:
                 _record(ctx, room, session)
 

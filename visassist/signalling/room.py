@@ -62,6 +62,7 @@ class Room:
     through properties and change it only through them."""
 
     def __init__(self, session_id: str, members: Iterable[Participant], lead: str | None = None,
+                 joined_before: Iterable[str] = (),
                  on_video: Callable[[VideoSource, str, Size | None], Coroutine[Any, Any, None]] | None = None
                  ) -> None:
         self.session_id = session_id
@@ -80,7 +81,7 @@ class Room:
         self._sender_of: dict[VideoSource, str] = {}
         self._camera_state: dict[str, Any] | None = None
         self._quality: tuple[dict[str, Any], list[str]] | None = None
-        self._joined_once: set[str] = set()
+        self._joined_once: set[str] = set(joined_before)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recorder: Recorder | None = None
         self._on_recorded: Callable[[Recorded], Coroutine[Any, Any, None]] | None = None
