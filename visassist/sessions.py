@@ -16,7 +16,7 @@ from av import VideoFrame
 from visassist.annotations import Shape, shapes_adapter
 from visassist.blobs import BlobStore
 from visassist.config import Settings
-from visassist.errors import Conflict, NotFound
+from visassist.errors import ApiErrorCode, Conflict, NotFound
 from visassist.media.compose import Image, compose, decode_photo, encode_png
 from visassist.media.recorder import Recorded
 from visassist.models import (
@@ -41,6 +41,14 @@ from visassist.tokens import digest, link_token, new_id
 from visassist.webhooks import recording_view
 
 log = logging.getLogger(__name__)
+
+_CLOSED_CODES = {Status.ENDED: ApiErrorCode.SESSION_ENDED, Status.EXPIRED: ApiErrorCode.SESSION_EXPIRED,
+                 Status.REVOKED: ApiErrorCode.SESSION_REVOKED}
+
+
+def closed_error(session: Session, message: str) -> Conflict:
+    """The refusal of a change to a session that is no longer open: its code says why."""
+    return Conflict(_CLOSED_CODES[session.effective_status()], message)
 
 
 @dataclass(frozen=True)
@@ -98,13 +106,12 @@ class SessionService:
 
     def _require_open(self, session: Session) -> None:
         if not session.is_open:
-            status = session.effective_status().value
-            raise Conflict(f"session_{status}", f"the session is already {status}")
+            raise closed_error(session, f"the session is already {session.effective_status().value}")
 
     async def get(self, session_id: str) -> Session:
         session = await self.store.get_session(session_id)
         if session is None:
-            raise NotFound("session_not_found", f"no session with id {session_id!r}")
+            raise NotFound(ApiErrorCode.SESSION_NOT_FOUND, f"no session with id {session_id!r}")
         return session
 
     async def invite(self, session_id: str, role: Role, name: str | None, actor: str,
@@ -120,7 +127,7 @@ class SessionService:
                                   created_at=utcnow())
         if await self.store.add_participant(participant, digest(token), actor,
                                             self.settings.max_participants_per_session) is None:
-            raise Conflict("session_full", "this session has as many participants as it may")
+            raise Conflict(ApiErrorCode.SESSION_FULL, "this session has as many participants as it may")
         room = self.hub.get(session_id)
         if room is not None:
             room.members[participant.id] = participant
@@ -129,9 +136,9 @@ class SessionService:
 
     async def rate(self, session: Session, customer: Participant, rating: int, comment: str) -> None:
         if session.effective_status() is not Status.ENDED:
-            raise Conflict("session_not_ended", "a session can be rated once it has ended")
+            raise Conflict(ApiErrorCode.SESSION_NOT_ENDED, "a session can be rated once it has ended")
         if await self.store.rate(session.id, rating, comment, customer.id, utcnow()) is None:
-            raise Conflict("already_rated", "this session has been rated already; thank you")
+            raise Conflict(ApiErrorCode.ALREADY_RATED, "this session has been rated already; thank you")
 
     async def record(self, session_id: str, type: EventType, actor: str, data: dict[str, Any]) -> Event:
         """A timeline entry for a change that lives in the room (freeze, quality, handover...)."""
@@ -239,7 +246,7 @@ class SessionService:
         result = await self.store.end_session(session_id, outcome, notes, actor, utcnow(),
                                               {"connected": connected})
         if result is None:  # lost a race with another end or with expiry
-            raise Conflict("session_ended", "the session is no longer open")
+            raise Conflict(ApiErrorCode.SESSION_ENDED, "the session is no longer open")
         ended, _ = result
         await finish(self._close_room(session_id, Ended(status="ended", outcome=outcome.value), "ended"))
         log.info("session %s ended: %s", session_id, outcome.value)
@@ -249,7 +256,7 @@ class SessionService:
         """Withdraw the links at once and disconnect whoever is in."""
         self._require_open(await self.get(session_id))
         if await self.store.revoke_session(session_id, actor, utcnow()) is None:
-            raise Conflict("session_ended", "the session is no longer open")
+            raise Conflict(ApiErrorCode.SESSION_ENDED, "the session is no longer open")
         await finish(self._close_room(session_id, Ended(status="revoked"), "revoked"))
         log.info("session %s revoked", session_id)
         return await self.get(session_id)
@@ -261,7 +268,7 @@ class SessionService:
                 await self.revoke(session.id, actor)
         counts, session_ids = await self.store.erase_ticket(ticket_id, actor, utcnow())
         if not session_ids:
-            raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+            raise NotFound(ApiErrorCode.TICKET_NOT_FOUND, f"no sessions for ticket {ticket_id!r}")
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
         log.info("ticket %s erased: %s", ticket_id, counts)
@@ -342,7 +349,7 @@ class SessionService:
         snapshot = await self.store.snapshot(session.id, snapshot_id)
         raw = None if snapshot is None else await self.blobs.get(snapshot.raw_key)
         if snapshot is None or raw is None:
-            raise NotFound("not_found", "no such snapshot in this session")
+            raise NotFound(ApiErrorCode.NOT_FOUND, "no such snapshot in this session")
         image = await asyncio.to_thread(decode_photo, raw)
         annotated = await asyncio.to_thread(lambda: encode_png(compose(image, shapes)))
         version = new_id("v")
@@ -354,7 +361,7 @@ class SessionService:
                                             json.dumps(vectors).encode()))
         if await self.store.annotate_snapshot(session.id, snapshot.id, vectors, key, actor.id,
                                               utcnow()) is None:
-            raise NotFound("not_found", "no such snapshot in this session")
+            raise NotFound(ApiErrorCode.NOT_FOUND, "no such snapshot in this session")
         updated = await self.store.snapshot(session.id, snapshot.id)
         assert updated is not None
         return updated
@@ -362,7 +369,7 @@ class SessionService:
     async def _store_snapshot(self, session: Session, taker: Participant, image: Image,
                               shapes: list[Shape], source: SnapshotSource) -> Snapshot:
         if len(await self.store.snapshots(session.id)) >= self.settings.max_snapshots_per_session:
-            raise Conflict("snapshot_limit", "this session has reached its snapshot limit")
+            raise Conflict(ApiErrorCode.SNAPSHOT_LIMIT, "this session has reached its snapshot limit")
         composed = await asyncio.to_thread(_compose_snapshot, image, shapes)
         snapshot_id = new_id("snp")
         prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"
