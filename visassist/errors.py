@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# The socket has its own codes (visassist.signalling.protocol.ErrorCode); this docstring is public,
+# as the description of the code in the OpenAPI document.
 class ApiErrorCode(enum.StrEnum):
-    """The `code` of an HTTP error body: stable, for programs to act on; the message is for people.
-
-    The socket speaks its own codes (visassist.signalling.protocol.ErrorCode)."""
+    """The `code` of an error body: stable, for programs to act on; the message beside it is for people."""
 
     BAD_REQUEST = "bad_request"
     INVALID_JSON = "invalid_json"

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
+from visassist.errors import ApiErrorCode
 from visassist.models import Outcome
 
 TICKET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
@@ -87,7 +88,7 @@ class _Out(BaseModel):
 
 
 class ErrorBody(_Out):
-    code: str
+    code: ApiErrorCode  # the document lists every code, so clients can switch on them
     message: str
     details: list[dict[str, Any]] | None = None
 
