@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from visassist.cli import add_settings
+from visassist.config import declared
 from visassist.errors import ERROR_CODES, ApiErrorCode
 
 
@@ -28,7 +30,22 @@ def error_codes_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-TABLES: dict[str, Callable[[], str]] = {"error-codes": error_codes_table}
+def settings_table() -> str:
+    """`visassist serve`'s options and the variables they are read from; fixed settings are left out."""
+    flags = {name: action.option_strings for name, action in add_settings(argparse.ArgumentParser()).items()}
+    rows = ["| option | env | default | what it is for |", "| --- | --- | --- | --- |"]
+    for setting in declared():
+        if setting.fixed:
+            continue
+        option = ", ".join(f"`{flag}`" for flag in flags.get(setting.name, [])) or "—"
+        doc = setting.option.doc + (f": {', '.join(f'`{c}`' for c in setting.choices)}"
+                                    if setting.choices else "")
+        rows.append(f"| {option} | {setting.env_words or '—'} | {_cell(setting.default_words)} | "
+                    f"{_cell(doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {"settings": settings_table, "error-codes": error_codes_table}
 
 
 def block(name: str) -> re.Pattern[str]:
