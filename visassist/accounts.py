@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from visassist.context import AppContext
-from visassist.errors import ClientError, Forbidden
+from visassist.errors import ApiErrorCode, ClientError, Forbidden
 from visassist.models import Participant, Role, utcnow
 from visassist.tokens import digest
 
@@ -127,9 +127,9 @@ def same_origin(request: web.Request) -> bool:
 def check_csrf(request: web.Request, expected: str, submitted: str | None) -> None:
     """Every state-changing form: the session's token must come back, and from our own origin."""
     if not same_origin(request):
-        raise Forbidden("csrf_failed", "this form was sent from another site")
+        raise Forbidden(ApiErrorCode.CSRF_FAILED, "this form was sent from another site")
     if not submitted or not hmac.compare_digest(expected, submitted):
-        raise Forbidden("csrf_failed", "the form expired; reload the page and try again")
+        raise Forbidden(ApiErrorCode.CSRF_FAILED, "the form expired; reload the page and try again")
 
 
 class SignInRequired(ClientError):
@@ -143,11 +143,11 @@ async def admit_staff(request: web.Request, participant: Participant) -> dict[st
         return None
     user = await current_user(request)
     if user is None:
-        raise SignInRequired("sign_in_required", "sign in to open this session")
+        raise SignInRequired(ApiErrorCode.SIGN_IN_REQUIRED, "sign in to open this session")
     if UserRole(user["role"]) not in MAY_OPEN[participant.role]:
-        raise Forbidden("wrong_role", f"this is a link for a {participant.role.value}; you are signed "
-                                      f"in as a {user['role']}")
+        raise Forbidden(ApiErrorCode.WRONG_ROLE, f"this is a link for a {participant.role.value}; "
+                                                 f"you are signed in as a {user['role']}")
     bound = participant.user_id or await ctx.store.bind_participant(participant.id, user["id"])
     if bound != user["id"]:
-        raise Forbidden("not_your_session", "this session's link belongs to another agent")
+        raise Forbidden(ApiErrorCode.NOT_YOUR_SESSION, "this session's link belongs to another agent")
     return user

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from visassist import accounts, management, webhooks
 from visassist.context import AppContext
-from visassist.errors import ClientError, Forbidden
+from visassist.errors import ApiErrorCode, ClientError, Forbidden
 from visassist.pages import render
 
 routes = web.RouteTableDef()
@@ -20,9 +20,9 @@ routes = web.RouteTableDef()
 async def _admin(request: web.Request) -> dict[str, Any]:
     user = await accounts.current_user(request)
     if user is None:
-        raise accounts.SignInRequired("sign_in_required", "sign in first")
+        raise accounts.SignInRequired(ApiErrorCode.SIGN_IN_REQUIRED, "sign in first")
     if user["role"] != accounts.UserRole.ADMIN:
-        raise Forbidden("admins_only", "the admin page is for administrators")
+        raise Forbidden(ApiErrorCode.ADMINS_ONLY, "the admin page is for administrators")
     return user
 
 
@@ -62,16 +62,16 @@ async def admin_action(request: web.Request) -> web.Response:
             return await _page(request, user, {"what": f"API key {name}", "value": key})
         if action == "api-key-revoke":
             if not await store.revoke_api_key(field("id"), actor):
-                raise ClientError("not_found", "no such active API key")
+                raise ClientError(ApiErrorCode.NOT_FOUND, "no such active API key")
         elif action == "user-create":
             email = field("email")[:254]
             if "@" not in email:
-                raise ClientError("invalid", "give an e-mail address and a role")
+                raise management.ManagementError("give an e-mail address and a role")
             await management.add_user(store, email, field("name")[:200] or email, field("role"),
                                       str(form.get("password", "")), actor)
         elif action == "user-disable":
             if field("id") == user["id"]:
-                raise ClientError("self", "you cannot disable your own account")
+                raise management.ManagementError("you cannot disable your own account")
             await store.set_user_disabled(field("id"), True, actor)
         elif action == "webhook-create":
             url = field("url")[:2000]
@@ -80,10 +80,10 @@ async def admin_action(request: web.Request) -> web.Response:
             return await _page(request, user, {"what": f"signing secret for {url}", "value": secret})
         elif action == "webhook-remove":
             if not await management.remove_webhook(store, field("id"), actor):
-                raise ClientError("not_found", "no such active webhook")
+                raise ClientError(ApiErrorCode.NOT_FOUND, "no such active webhook")
         elif action == "redeliver":
             if not field("id").isdigit() or not await management.redeliver(store, int(field("id")), actor):
-                raise ClientError("not_found", "no such delivery to an active webhook")
+                raise ClientError(ApiErrorCode.NOT_FOUND, "no such delivery to an active webhook")
         else:
             raise web.HTTPNotFound()
     except (ClientError, ValueError) as exc:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from visassist import invitations, management
 from visassist.context import AppContext
-from visassist.errors import ClientError, Conflict, NotFound, Unauthorized
+from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
 from visassist.models import ApiKey, Role, Session, Snapshot, iso
@@ -30,6 +30,7 @@ from visassist.schemas import (
     WebhookIn,
     api_folder,
 )
+from visassist.sessions import closed_error
 from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
@@ -44,7 +45,7 @@ async def read_json(request: web.Request, model: type[BodyT]) -> BodyT:
         return model.model_validate_json(body)
     except ValidationError as exc:
         if exc.errors(include_url=False)[0]["type"] == "json_invalid":
-            raise ClientError("invalid_json", "the request body is not valid JSON") from None
+            raise ClientError(ApiErrorCode.INVALID_JSON, "the request body is not valid JSON") from None
         raise _validation_error(exc) from None
 
 
@@ -54,7 +55,7 @@ def _validation_error(exc: ValidationError) -> ClientError:
         for error in exc.errors(include_url=False)
     ]
     first = details[0]
-    return ClientError("validation_failed", f"{first['field']}: {first['message']}", status=422,
+    return ClientError(ApiErrorCode.VALIDATION_FAILED, f"{first['field']}: {first['message']}", status=422,
                        details=details)
 
 
@@ -63,10 +64,10 @@ async def authenticate(request: web.Request) -> ApiKey:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.startswith(API_KEY_PREFIX):
-        raise Unauthorized("unauthorized", "send an API key as 'Authorization: Bearer vak_...'")
+        raise Unauthorized(ApiErrorCode.UNAUTHORIZED, "send an API key as 'Authorization: Bearer vak_...'")
     key = await ctx.store.api_key_by_digest(digest(token.strip()))
     if key is None or key.revoked_at is not None:
-        raise Unauthorized("unauthorized", "the API key is not valid")
+        raise Unauthorized(ApiErrorCode.UNAUTHORIZED, "the API key is not valid")
     now = _ctx(request).sessions.clock()
     if key.last_used_at is None or now - key.last_used_at > TOUCH_INTERVAL:
         await ctx.store.touch_api_key(key.id, now)
@@ -96,8 +97,8 @@ async def create_session(request: web.Request) -> web.Response:
         replayed = await _replay(ctx, key, idempotency)
     if replayed is None and ctx.hub.full():
         # Refused before anything is stored: a retry later (or on another node) starts clean.
-        raise ClientError("capacity_exhausted", "this server carries as many live sessions as it can; "
-                          "try again in a minute", status=503)
+        raise ClientError(ApiErrorCode.CAPACITY_EXHAUSTED, "this server carries as many live sessions "
+                          "as it can; try again in a minute", status=503)
     if replayed is None:
         try:
             session = await ctx.sessions.create(
@@ -127,7 +128,7 @@ async def _idempotency(request: web.Request, key: ApiKey) -> tuple[str, str, str
     if value is None:
         return None
     if not 1 <= len(value) <= 255 or not value.isprintable():
-        raise ClientError("invalid_idempotency_key",
+        raise ClientError(ApiErrorCode.INVALID_IDEMPOTENCY_KEY,
                           "Idempotency-Key must be 1 to 255 printable characters")
     return key.id, value, hashlib.sha256(await request.read()).hexdigest()
 
@@ -138,7 +139,7 @@ async def _replay(ctx: AppContext, key: ApiKey, idempotency: tuple[str, str, str
     if earlier is None:
         return None
     if earlier[0] != idempotency[2]:
-        raise ClientError("idempotency_key_reused",
+        raise ClientError(ApiErrorCode.IDEMPOTENCY_KEY_REUSED,
                           "this Idempotency-Key was used with a different request body", status=422)
     return await ctx.sessions.get(earlier[1])
 
@@ -157,7 +158,8 @@ async def list_sessions(request: web.Request) -> web.Response:
             created, _, last_id = base64.urlsafe_b64decode(query.cursor.encode()).decode().partition("|")
             datetime.fromisoformat(created)
         except (ValueError, UnicodeDecodeError):
-            raise ClientError("invalid_cursor", "cursor is not one this API returned", status=422) from None
+            raise ClientError(ApiErrorCode.INVALID_CURSOR, "cursor is not one this API returned",
+                              status=422) from None
         before = (created, last_id)
     ctx = _ctx(request)
     page = await ctx.store.list_sessions(
@@ -203,8 +205,8 @@ async def end_session(request: web.Request) -> web.Response:
     await ctx.sessions.get(request.match_info["session_id"])
     wanted = request.headers.get("If-Match")
     if wanted is not None and wanted != await session_etag(ctx, request.match_info["session_id"]):
-        raise ClientError("precondition_failed", "the session changed since you read it (ETag differs)",
-                          status=412)
+        raise ClientError(ApiErrorCode.PRECONDITION_FAILED,
+                          "the session changed since you read it (ETag differs)", status=412)
     session = await ctx.sessions.end(request.match_info["session_id"], body.outcome, body.notes,
                                      f"api:{key.id}")
     return web.json_response(await ctx.sessions.describe(session, snapshots=True))
@@ -239,18 +241,17 @@ async def send_invitation(request: web.Request) -> web.Response:
     key = await authenticate(request)
     body = await read_json(request, SendInvitationIn)
     if (body.email is None) == (body.phone is None):
-        raise ClientError("validation_failed", "give either email or phone", status=422)
+        raise ClientError(ApiErrorCode.VALIDATION_FAILED, "give either email or phone", status=422)
     ctx = _ctx(request)
     settings = ctx.settings
     session = await ctx.sessions.get(request.match_info["session_id"])
     links = await ctx.sessions.links(session, public_base(request))
     if "customer_url" not in links:
-        status = session.effective_status(ctx.sessions.clock()).value
-        raise Conflict(f"session_{status}", "the session is no longer open")
+        raise closed_error(session.effective_status(ctx.sessions.clock()), "the session is no longer open")
     try:
         if body.email is not None:
             if not settings.smtp_host:
-                raise ClientError("email_not_configured", "e-mail invitations are not configured "
+                raise ClientError(ApiErrorCode.EMAIL_NOT_CONFIGURED, "e-mail invitations are not configured "
                                   "(start the server with --smtp-host)", status=422)
             config = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from,
                                 settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
@@ -259,13 +260,13 @@ async def send_invitation(request: web.Request) -> web.Response:
         else:
             assert body.phone is not None
             if not settings.sms_url:
-                raise ClientError("sms_not_configured", "SMS invitations are not configured "
+                raise ClientError(ApiErrorCode.SMS_NOT_CONFIGURED, "SMS invitations are not configured "
                                   "(start the server with --sms-url)", status=422)
             await invitations.send_sms(HttpSmsProvider(settings.sms_url, settings.sms_token), body.phone,
                                        session, links["customer_url"])
             channel, to = "sms", body.phone
     except InvitationError as exc:
-        raise ClientError("invitation_failed", str(exc), status=502) from None
+        raise ClientError(ApiErrorCode.INVITATION_FAILED, str(exc), status=502) from None
     await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=invitations.mask(to)),
                               f"api:{key.id}")
     return web.json_response({"sent": channel, "to": invitations.mask(to)})
@@ -301,10 +302,10 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     recording = await ctx.store.recording(request.match_info["session_id"],
                                           request.match_info["recording_id"])
     if recording is None:
-        raise NotFound("recording_not_found", "no such recording in this session")
+        raise NotFound(ApiErrorCode.RECORDING_NOT_FOUND, "no such recording in this session")
     path = ctx.blobs.local_path(recording.key)
     if not path.is_file():
-        raise NotFound("recording_missing", "the file of this recording is missing from storage")
+        raise NotFound(ApiErrorCode.RECORDING_MISSING, "the file of this recording is missing from storage")
     return web.FileResponse(path, headers={
         "Content-Type": "video/webm", "Cache-Control": "private, max-age=31536000, immutable",
         "Content-Disposition": f'inline; filename="{recording.ticket_id}-{recording.id}.webm"'})
@@ -314,7 +315,7 @@ async def snapshot_image(ctx: AppContext, snapshot: Snapshot, kind: str) -> web.
     key = snapshot.raw_key if kind == "raw" else snapshot.annotated_key
     data = await ctx.blobs.get(key)
     if data is None:
-        raise NotFound("image_missing", "the image for this snapshot is missing from storage")
+        raise NotFound(ApiErrorCode.IMAGE_MISSING, "the image for this snapshot is missing from storage")
     return web.Response(body=data, content_type="image/png",
                         headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
@@ -326,7 +327,7 @@ async def get_snapshot_image(request: web.Request) -> web.Response:
     snapshot = await ctx.store.snapshot(request.match_info["session_id"],
                                         request.match_info["snapshot_id"])
     if snapshot is None:
-        raise NotFound("snapshot_not_found", "no such snapshot in this session")
+        raise NotFound(ApiErrorCode.SNAPSHOT_NOT_FOUND, "no such snapshot in this session")
     return await snapshot_image(ctx, snapshot, request.match_info["kind"])
 
 
@@ -347,7 +348,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     ticket_id = request.match_info["ticket_id"]
     sessions = await ctx.store.sessions_for_ticket(ticket_id)
     if not sessions:
-        raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+        raise NotFound(ApiErrorCode.TICKET_NOT_FOUND, f"no sessions for ticket {ticket_id!r}")
     described: list[dict[str, Any]] = [
         await ctx.sessions.describe(s, snapshots=True) for s in sessions
     ]
@@ -388,7 +389,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     key = await authenticate(request)
     if not await management.remove_webhook(_ctx(request).store, request.match_info["webhook_id"],
                                            f"api:{key.id}"):
-        raise NotFound("webhook_not_found", "no active webhook with that id")
+        raise NotFound(ApiErrorCode.WEBHOOK_NOT_FOUND, "no active webhook with that id")
     return web.Response(status=204)
 
 
@@ -399,11 +400,11 @@ async def list_deliveries(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     webhook_id = request.match_info["webhook_id"]
     if not any(w["id"] == webhook_id for w in await ctx.store.webhooks()):
-        raise NotFound("webhook_not_found", "no webhook with that id")
+        raise NotFound(ApiErrorCode.WEBHOOK_NOT_FOUND, "no webhook with that id")
     status = request.query.get("status")
     if status not in (None, "pending", "delivered", "failed", "cancelled"):
-        raise ClientError("validation_failed", "status: one of pending, delivered, failed, cancelled",
-                          status=422)
+        raise ClientError(ApiErrorCode.VALIDATION_FAILED,
+                          "status: one of pending, delivered, failed, cancelled", status=422)
     return web.json_response({"deliveries": await ctx.store.deliveries(webhook_id, status)})
 
 
@@ -412,5 +413,5 @@ async def redeliver(request: web.Request) -> web.Response:
     key = await authenticate(request)
     if not await management.redeliver(_ctx(request).store, int(request.match_info["delivery_id"]),
                                       f"api:{key.id}"):
-        raise NotFound("delivery_not_found", "no such delivery to an active webhook")
+        raise NotFound(ApiErrorCode.DELIVERY_NOT_FOUND, "no such delivery to an active webhook")
     return web.json_response({"status": "pending"}, status=202)

@@ -18,7 +18,7 @@ from visassist.blobs import DirectoryBlobStore
 from visassist.capacity import FileBudget
 from visassist.config import Settings
 from visassist.context import AppContext
-from visassist.errors import ClientError
+from visassist.errors import ApiErrorCode, ClientError
 from visassist.events import Bus
 from visassist.media.ice import rtc_configuration, use_host_addresses
 from visassist.models import utcnow
@@ -39,8 +39,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
        "form-action 'self'; object-src 'none'")
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {400: ApiErrorCode.BAD_REQUEST, 401: ApiErrorCode.UNAUTHORIZED, 403: ApiErrorCode.FORBIDDEN,
+               404: ApiErrorCode.NOT_FOUND, 405: ApiErrorCode.METHOD_NOT_ALLOWED,
+               413: ApiErrorCode.PAYLOAD_TOO_LARGE, 415: ApiErrorCode.UNSUPPORTED_MEDIA_TYPE}
 
 
 def _is_api(request: web.Request) -> bool:
@@ -48,7 +49,7 @@ def _is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.method not in ("GET", "HEAD")
 
 
-def _json_error(status: int, code: str, message: str, details: object = None) -> web.Response:
+def _json_error(status: int, code: ApiErrorCode, message: str, details: object = None) -> web.Response:
     return web.json_response(ClientError(code, message, details=details).body(), status=status)
 
 
@@ -59,7 +60,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except SignInRequired:
         if _is_api(request):
-            return _json_error(401, "sign_in_required", "sign in first")
+            return _json_error(401, ApiErrorCode.SIGN_IN_REQUIRED, "sign in first")
         raise web.HTTPSeeOther(f"/login?{urlencode({'next': request.path_qs})}") from None
     except ClientError as exc:
         if _is_api(request):
@@ -72,7 +73,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
+        code = _HTTP_CODES.get(exc.status, ApiErrorCode.HTTP_ERROR)
         if _is_api(request):
             return _json_error(exc.status, code, exc.reason)
         if exc.status == 404:
@@ -83,7 +84,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _is_api(request):
-            return _json_error(500, "internal_error", "the server failed; the error was logged")
+            return _json_error(500, ApiErrorCode.INTERNAL_ERROR, "the server failed; the error was logged")
         return pages.error_page(500, "Something went wrong on our side",
                                 "Please try again in a moment.")
 

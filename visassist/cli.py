@@ -9,31 +9,79 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import MISSING
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from types import UnionType
+from typing import Any, TypeVar, get_args, get_origin
 
 from aiohttp import web
 
 from visassist import __version__, management, webhooks
 from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
-from visassist.config import Settings, env_list, parse_ice_server
+from visassist.config import PARSERS, Declared, Settings, declared, env_list
 from visassist.store import SqliteStore
 
 T = TypeVar("T")
 
+TRUE = ("1", "true", "yes")  # what a boolean variable such as VISASSIST_RECORD=1 may say
+
+
+def _given(kind: Any) -> Any:
+    """The type a setting has when it is given: `int | None` is int."""
+    if isinstance(kind, UnionType):
+        (kind,) = (k for k in get_args(kind) if k is not type(None))
+    return kind
+
+
+def _parse(kind: Any, text: str) -> Any:
+    return PARSERS.get(kind, kind)(text)
+
+
+def _help(setting: Declared) -> str:
+    env = f"env {setting.env_words}; " if setting.env_words else ""
+    return f"{setting.option.doc} ({env}default {setting.default_words})".replace("`", "").replace("%", "%%")
+
+
+def add_setting(parser: argparse.ArgumentParser, setting: Declared) -> argparse.Action:
+    """A setting's option; its environment variable, if set, is the default."""
+    flag, env = setting.option.flag, setting.option.env
+    assert flag is not None, f"Settings.{setting.name} has no flag"
+    value = (os.environ.get(env) or None) if env else None  # an empty variable is an unset one
+    if setting.type is bool:
+        if setting.default:  # on unless the flag turns it off (no variable: it would read backwards)
+            assert env is None, f"Settings.{setting.name}: a flag that turns it off takes no variable"
+            return parser.add_argument(flag, dest=setting.name, action="store_false", help=_help(setting))
+        return parser.add_argument(flag, dest=setting.name, action=argparse.BooleanOptionalAction,
+                                   default=setting.default if value is None else value in TRUE,
+                                   help=_help(setting))
+    if get_origin(setting.type) is tuple:
+        # Kept as text and parsed in settings_from, like the variable's items, so a bad one is
+        # refused in the same words wherever it came from.
+        return parser.add_argument(flag, dest=setting.name, action="append", metavar=setting.option.metavar,
+                                   help=_help(setting))
+    choices = setting.choices or None
+    default = value if value is not None else None if setting.default is MISSING else setting.default
+    # argparse converts a string default (the variable's) with `type` like a given value.
+    return parser.add_argument(flag, dest=setting.name, type=str if choices else _given(setting.type),
+                               choices=choices, default=default, metavar=setting.option.metavar,
+                               help=_help(setting))
+
+
+def add_settings(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every setting with a flag, as `visassist serve` takes them."""
+    return {s.name: add_setting(parser, s) for s in declared() if s.option.flag is not None}
+
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("VISASSIST_DATA_DIR", "data")),
-        help="directory for the SQLite database and stored images (env VISASSIST_DATA_DIR; "
-             "default ./data)")
+    add_setting(parser, next(s for s in declared() if s.name == "data_dir"))
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return None if value is None or value == "" else int(value)
+def _env_only() -> str:
+    settings = [s for s in declared() if s.option.flag is None and s.option.env is not None]
+    return "Only from the environment, kept out of the command line other users can see: " + "; ".join(
+        f"{s.option.env}, {s.option.doc}" for s in settings) + "."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,67 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server",
-                                description="Run the HTTP, WebSocket and WebRTC server.")
-    serve.add_argument("--host", default=os.environ.get("VISASSIST_HOST", "127.0.0.1"),
-                       help="address to listen on (env VISASSIST_HOST; default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("VISASSIST_PORT", "8080")),
-                       help="port to listen on (env VISASSIST_PORT; default 8080)")
-    _data_dir_arg(serve)
-    serve.add_argument(
-        "--public-url", default=os.environ.get("VISASSIST_PUBLIC_URL"),
-        help="base URL of the links handed out, e.g. https://assist.example.com when behind a "
-             "TLS proxy (env VISASSIST_PUBLIC_URL; default http://HOST:PORT)")
-    serve.add_argument(
-        "--ice-address", action="append", default=None, metavar="IP",
-        help="IP address the server's WebRTC peers offer as host candidates; repeat for several "
-             "(env VISASSIST_ICE_ADDRESSES, comma-separated; default: every non-loopback interface)")
-    serve.add_argument(
-        "--ice-server", action="append", default=None, metavar="SPEC",
-        help="STUN or TURN server for browsers and the server, 'stun:HOST:PORT' or "
-             "'turn:HOST:PORT|USER|PASSWORD'; repeat for several (env VISASSIST_ICE_SERVERS, "
-             "comma-separated; default none)")
-    serve.add_argument(
-        "--retention-media-days", type=int, default=_env_int("VISASSIST_RETENTION_MEDIA_DAYS"),
-        metavar="DAYS", help="remove snapshots and their images this many days after a session ended "
-                             "(env VISASSIST_RETENTION_MEDIA_DAYS; default: keep)")
-    serve.add_argument(
-        "--retention-chat-days", type=int, default=_env_int("VISASSIST_RETENTION_CHAT_DAYS"),
-        metavar="DAYS", help="remove chat text this many days after it was written "
-                             "(env VISASSIST_RETENTION_CHAT_DAYS; default: keep)")
-    serve.add_argument("--smtp-host", default=os.environ.get("VISASSIST_SMTP_HOST"),
-                       help="mail server for customer invitations (env VISASSIST_SMTP_HOST; default off)")
-    serve.add_argument("--smtp-port", type=int, default=int(os.environ.get("VISASSIST_SMTP_PORT", "587")),
-                       help="its port (env VISASSIST_SMTP_PORT; default 587)")
-    serve.add_argument("--smtp-from", default=os.environ.get("VISASSIST_SMTP_FROM", "visassist@localhost"),
-                       help="sender address of invitations (env VISASSIST_SMTP_FROM)")
-    serve.add_argument("--smtp-username", default=os.environ.get("VISASSIST_SMTP_USERNAME"),
-                       help="SMTP user, if the server wants one (env VISASSIST_SMTP_USERNAME; the "
-                            "password only from VISASSIST_SMTP_PASSWORD)")
-    serve.add_argument("--smtp-no-starttls", action="store_true",
-                       help="talk to the mail server without STARTTLS (a local relay only)")
-    serve.add_argument("--sms-url", default=os.environ.get("VISASSIST_SMS_URL"),
-                       help="HTTP relay for SMS invitations: receives POST {\"to\", \"text\"} "
-                            "(env VISASSIST_SMS_URL; bearer token from VISASSIST_SMS_TOKEN)")
-    serve.add_argument("--zendesk-url", default=os.environ.get("VISASSIST_ZENDESK_URL"),
-                       help="your Zendesk, e.g. https://acme.zendesk.com: when a session ends, add an "
-                            "internal note with the snapshots to the ticket (env VISASSIST_ZENDESK_URL)")
-    serve.add_argument("--zendesk-email", default=os.environ.get("VISASSIST_ZENDESK_EMAIL"),
-                       help="the Zendesk agent the API token belongs to (env VISASSIST_ZENDESK_EMAIL)")
-    serve.add_argument("--zendesk-token", default=os.environ.get("VISASSIST_ZENDESK_TOKEN"),
-                       help="a Zendesk API token; prefer the environment variable "
-                            "VISASSIST_ZENDESK_TOKEN, which other users cannot see in ps")
-    serve.add_argument(
-        "--record", action=argparse.BooleanOptionalAction,
-        default=os.environ.get("VISASSIST_RECORD", "") in ("1", "true", "yes"),
-        help="record sessions whose creator did not say (the API's \"record\" field) "
-             "(env VISASSIST_RECORD=1; default off)")
-    serve.add_argument(
-        "--max-live-sessions", type=int, default=_env_int("VISASSIST_MAX_LIVE_SESSIONS"), metavar="N",
-        help="live sessions this node carries before it refuses new ones with 'capacity_exhausted' "
-             "(env VISASSIST_MAX_LIVE_SESSIONS; default 12 per CPU core, from scripts/bench-media)")
-    serve.add_argument("--log-level", default=os.environ.get("VISASSIST_LOG_LEVEL", "INFO"),
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                       help="log verbosity (env VISASSIST_LOG_LEVEL; default INFO)")
+                                description="Run the HTTP, WebSocket and WebRTC server.",
+                                epilog=_env_only())
+    add_settings(serve)
 
     keys = commands.add_parser("api-key", help="manage API keys for ticket systems",
                                description="Manage API keys for ticket systems.")
@@ -171,30 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    addresses = args.ice_address if args.ice_address is not None else env_list(
-        "VISASSIST_ICE_ADDRESSES")
-    zendesk = (args.zendesk_url, args.zendesk_email, args.zendesk_token)
+    values: dict[str, Any] = {}
+    for setting in declared():
+        flag, env = setting.option.flag, setting.option.env
+        if setting.fixed:
+            continue
+        if flag is not None:
+            value = getattr(args, setting.name)
+        else:  # from the environment only
+            text = os.environ.get(env or "")
+            value = _parse(_given(setting.type), text) if text else None
+        if get_origin(setting.type) is tuple:
+            items = value if value is not None else env_list(env) if env else []
+            value = tuple(_parse(get_args(setting.type)[0], item) for item in items)
+        if value is not None:  # not given: the setting's own default
+            values[setting.name] = value
+    zendesk = [values.get(name) for name in ("zendesk_url", "zendesk_email", "zendesk_token")]
     if any(zendesk) and not all(zendesk):
         raise ValueError("the Zendesk adapter needs --zendesk-url, --zendesk-email and --zendesk-token")
-    for days in (args.retention_media_days, args.retention_chat_days):
+    for days in (values.get("retention_media_days"), values.get("retention_chat_days")):
         if days is not None and days < 1:
             raise ValueError("retention is a number of days, 1 or more")
-    servers = args.ice_server if args.ice_server is not None else env_list("VISASSIST_ICE_SERVERS")
-    if args.max_live_sessions is not None and args.max_live_sessions < 1:
+    if values.get("max_live_sessions", 1) < 1:
         raise ValueError("--max-live-sessions is 1 or more")
-    limits = {} if args.max_live_sessions is None else {"max_live_sessions": args.max_live_sessions}
-    return Settings(**limits, record_by_default=args.record,
-                    host=args.host, port=args.port, data_dir=args.data_dir,
-                    public_url=args.public_url, ice_addresses=tuple(addresses),
-                    ice_servers=tuple(parse_ice_server(s) for s in servers),
-                    log_level=args.log_level, retention_media_days=args.retention_media_days,
-                    retention_chat_days=args.retention_chat_days, zendesk_url=args.zendesk_url,
-                    zendesk_email=args.zendesk_email, zendesk_token=args.zendesk_token,
-                    smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_from=args.smtp_from,
-                    smtp_username=args.smtp_username,
-                    smtp_password=os.environ.get("VISASSIST_SMTP_PASSWORD"),
-                    smtp_starttls=not args.smtp_no_starttls, sms_url=args.sms_url,
-                    sms_token=os.environ.get("VISASSIST_SMS_TOKEN"))
+    return Settings(**values)
 
 
 def serve(settings: Settings) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from visassist.accounts import admit_staff
 from visassist.api import read_json, snapshot_image
 from visassist.context import AppContext
-from visassist.errors import ClientError, NotFound
+from visassist.errors import ApiErrorCode, ClientError, NotFound
 from visassist.media.compose import Image, PhotoError, encode_png
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
 from visassist.schemas import RatingIn
@@ -47,7 +47,7 @@ routes = web.RouteTableDef()
 class PageError(ClientError):
     """A refusal shown to a person as a page: a title and what to do next."""
 
-    def __init__(self, status: int, code: str, title: str, message: str) -> None:
+    def __init__(self, status: int, code: ApiErrorCode, title: str, message: str) -> None:
         super().__init__(code, message, status=status)
         self.title = title
 
@@ -71,7 +71,7 @@ async def _participant(request: web.Request, role: Role) -> tuple[Participant, S
         participant = await ctx.store.participant_by_token(digest(token))
     admitted = STAFF if role is Role.AGENT else {role}
     if participant is None or participant.role not in admitted:
-        raise PageError(404, "invalid_token", "This link isn't valid",
+        raise PageError(404, ApiErrorCode.INVALID_TOKEN, "This link isn't valid",
                         "Check that you opened the whole link you were sent, or ask your support "
                         "contact for a new one.")
     if participant.role.staff:
@@ -85,13 +85,13 @@ def _refuse_closed(request: web.Request, session: Session, role: Role) -> None:
     after = ("Thank you. If you still need help, reply to your support ticket."
              if role is Role.CUSTOMER else "The session's record is kept with the ticket.")
     if status is Status.ENDED:
-        raise PageError(410, "session_ended", "This session has ended", after)
+        raise PageError(410, ApiErrorCode.SESSION_ENDED, "This session has ended", after)
     if status is Status.REVOKED:
-        raise PageError(410, "session_revoked", "This link was withdrawn",
+        raise PageError(410, ApiErrorCode.SESSION_REVOKED, "This link was withdrawn",
                         "Ask your support contact for a new link if you still need help."
                         if role is Role.CUSTOMER else "The session was revoked through the API.")
     if status is Status.EXPIRED:
-        raise PageError(410, "session_expired", "This link has expired",
+        raise PageError(410, ApiErrorCode.SESSION_EXPIRED, "This link has expired",
                         "Links work for a limited time. Ask your support contact for a new link."
                         if role is Role.CUSTOMER else "Create a new session from the ticket.")
 
@@ -140,7 +140,7 @@ def _refuse_when_full(request: web.Request, session: Session) -> None:
     """A session that is not live yet cannot start on a full node: say so before the camera starts."""
     hub = request.app[AppContext.KEY].hub
     if hub.get(session.id) is None and hub.full():
-        raise PageError(503, "capacity_exhausted", "We're very busy right now",
+        raise PageError(503, ApiErrorCode.CAPACITY_EXHAUSTED, "We're very busy right now",
                         "Too many video sessions are running at the moment. Please try this link again "
                         "in a minute or two; it stays valid.")
 
@@ -171,17 +171,18 @@ async def upload_photo(request: web.Request) -> web.Response:
     ctx = request.app[AppContext.KEY]
     limit = ctx.settings.max_photo_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise ClientError("payload_too_large", f"photos may be at most {limit // 2**20} MiB", status=413)
+        raise ClientError(ApiErrorCode.PAYLOAD_TOO_LARGE, f"photos may be at most {limit // 2**20} MiB",
+                          status=413)
     data = bytearray()
     async for chunk in request.content.iter_chunked(256 * 1024):
         data += chunk
         if len(data) > limit:
-            raise ClientError("payload_too_large", f"photos may be at most {limit // 2**20} MiB",
+            raise ClientError(ApiErrorCode.PAYLOAD_TOO_LARGE, f"photos may be at most {limit // 2**20} MiB",
                               status=413)
     try:
         snapshot = await ctx.sessions.store_photo(session, participant, bytes(data))
     except PhotoError as exc:
-        raise ClientError("invalid_image", str(exc), status=415) from None
+        raise ClientError(ApiErrorCode.INVALID_IMAGE, str(exc), status=415) from None
     return web.json_response({"id": snapshot.id, "width": snapshot.width, "height": snapshot.height,
                               "source": SnapshotSource.DEVICE_PHOTO.value}, status=201)
 
@@ -205,7 +206,7 @@ async def frozen_frame(request: web.Request) -> web.Response:
     room = ctx.hub.get(session.id)
     frame = None if room is None else room.held_picture()
     if frame is None:
-        raise NotFound("not_frozen", "the picture is not frozen")
+        raise NotFound(ApiErrorCode.NOT_FROZEN, "the picture is not frozen")
     png = await asyncio.to_thread(lambda: encode_png(cast(Image, frame.to_ndarray(format="bgr24"))))
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -219,5 +220,5 @@ async def agent_snapshot_image(request: web.Request) -> web.Response:
     ctx = request.app[AppContext.KEY]
     snapshot = await ctx.store.snapshot(session.id, request.match_info["snapshot_id"])
     if snapshot is None:
-        raise NotFound("snapshot_not_found", "no such snapshot in this session")
+        raise NotFound(ApiErrorCode.SNAPSHOT_NOT_FOUND, "no such snapshot in this session")
     return await snapshot_image(ctx, snapshot, request.match_info["kind"])

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
+from visassist.errors import ApiErrorCode
 from visassist.events import ChatMessage, Event
 from visassist.models import Outcome, Recording, Session, Snapshot, iso
 
@@ -103,7 +104,7 @@ class _Out(BaseModel):
 
 
 class ErrorBody(_Out):
-    code: str
+    code: ApiErrorCode  # the document lists every code, so clients can switch on them
     message: str
     details: list[dict[str, Any]] | None = None
 

@@ -20,7 +20,7 @@ from av import VideoFrame
 from visassist.annotations import Shape, shapes_adapter
 from visassist.blobs import BlobStore
 from visassist.config import Settings
-from visassist.errors import Conflict, NotFound
+from visassist.errors import ApiErrorCode, Conflict, NotFound
 from visassist.events import (
     Bus,
     ChatMessage,
@@ -75,6 +75,15 @@ def _compose_snapshot(image: Image, shapes: list[Shape]) -> Composed:
                     annotated_png=encode_png(annotated))
 
 
+_CLOSED_CODES = {Status.ENDED: ApiErrorCode.SESSION_ENDED, Status.EXPIRED: ApiErrorCode.SESSION_EXPIRED,
+                 Status.REVOKED: ApiErrorCode.SESSION_REVOKED}
+
+
+def closed_error(status: Status, message: str) -> Conflict:
+    """The refusal of a change to a session that is no longer open: its code says why."""
+    return Conflict(_CLOSED_CODES[status], message)
+
+
 class LiveRooms(Protocol):
     """What the use cases ask of the rooms live on this node (the signalling Hub implements it)."""
 
@@ -126,12 +135,12 @@ class SessionService:
     def _require_open(self, session: Session) -> None:
         status = session.effective_status(self.clock())
         if status not in (Status.WAITING, Status.LIVE):
-            raise Conflict(f"session_{status.value}", f"the session is already {status.value}")
+            raise closed_error(status, f"the session is already {status.value}")
 
     async def get(self, session_id: str) -> Session:
         session = await self.store.get_session(session_id)
         if session is None:
-            raise NotFound("session_not_found", f"no session with id {session_id!r}")
+            raise NotFound(ApiErrorCode.SESSION_NOT_FOUND, f"no session with id {session_id!r}")
         return session
 
     async def invite(self, session_id: str, role: Role, name: str | None, actor: str,
@@ -148,16 +157,16 @@ class SessionService:
         event = await self.store.add_participant(participant, digest(token), actor,
                                                  self.settings.max_participants_per_session)
         if event is None:
-            raise Conflict("session_full", "this session has as many participants as it may")
+            raise Conflict(ApiErrorCode.SESSION_FULL, "this session has as many participants as it may")
         await self._published(event)
         return participant, f"{base}/a/{token}"
 
     async def rate(self, session: Session, customer: Participant, rating: int, comment: str) -> None:
         if session.effective_status(self.clock()) is not Status.ENDED:
-            raise Conflict("session_not_ended", "a session can be rated once it has ended")
+            raise Conflict(ApiErrorCode.SESSION_NOT_ENDED, "a session can be rated once it has ended")
         if await self._published(await self.store.rate(session.id, rating, comment, customer.id,
                                                        self.clock())) is None:
-            raise Conflict("already_rated", "this session has been rated already; thank you")
+            raise Conflict(ApiErrorCode.ALREADY_RATED, "this session has been rated already; thank you")
 
     async def record(self, session_id: str, data: EventData, actor: str) -> Event:
         """A timeline entry for a change that lives in the room (freeze, quality, handover...)."""
@@ -237,7 +246,7 @@ class SessionService:
         await finish(self.live.stop_recording(session_id))  # stored before session.ended, which lists it
         result = await self.store.end_session(session_id, outcome, notes, actor, self.clock(), connected)
         if result is None:  # lost a race with another end or with expiry
-            raise Conflict("session_ended", "the session is no longer open")
+            raise Conflict(ApiErrorCode.SESSION_ENDED, "the session is no longer open")
         ended, event = result
         await finish(self.bus.publish(event))  # the room closes as it hears of it
         log.info("session %s ended: %s", session_id, outcome.value)
@@ -248,7 +257,7 @@ class SessionService:
         self._require_open(await self.get(session_id))
         event = await self.store.revoke_session(session_id, actor, self.clock())
         if event is None:
-            raise Conflict("session_ended", "the session is no longer open")
+            raise Conflict(ApiErrorCode.SESSION_ENDED, "the session is no longer open")
         await finish(self.bus.publish(event))
         log.info("session %s revoked", session_id)
         return await self.get(session_id)
@@ -261,7 +270,7 @@ class SessionService:
                 await self.revoke(session.id, actor)
         counts, session_ids, events = await self.store.erase_ticket(ticket_id, actor, self.clock())
         if not session_ids:
-            raise NotFound("ticket_not_found", f"no sessions for ticket {ticket_id!r}")
+            raise NotFound(ApiErrorCode.TICKET_NOT_FOUND, f"no sessions for ticket {ticket_id!r}")
         await self.bus.publish(*events)
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
@@ -328,7 +337,7 @@ class SessionService:
         snapshot = await self.store.snapshot(session.id, snapshot_id)
         raw = None if snapshot is None else await self.blobs.get(snapshot.raw_key)
         if snapshot is None or raw is None:
-            raise NotFound("not_found", "no such snapshot in this session")
+            raise NotFound(ApiErrorCode.NOT_FOUND, "no such snapshot in this session")
         image = await asyncio.to_thread(decode_photo, raw)
         annotated = await asyncio.to_thread(lambda: encode_png(compose(image, shapes)))
         version = new_id("v")
@@ -340,7 +349,7 @@ class SessionService:
                                             json.dumps(vectors).encode()))
         if await self._published(await self.store.annotate_snapshot(
                 session.id, snapshot.id, vectors, key, actor.id, self.clock())) is None:
-            raise NotFound("not_found", "no such snapshot in this session")
+            raise NotFound(ApiErrorCode.NOT_FOUND, "no such snapshot in this session")
         updated = await self.store.snapshot(session.id, snapshot.id)
         assert updated is not None
         return updated
@@ -348,7 +357,7 @@ class SessionService:
     async def _store_snapshot(self, session: Session, taker: Participant, image: Image,
                               shapes: list[Shape], source: SnapshotSource) -> Snapshot:
         if len(await self.store.snapshots(session.id)) >= self.settings.max_snapshots_per_session:
-            raise Conflict("snapshot_limit", "this session has reached its snapshot limit")
+            raise Conflict(ApiErrorCode.SNAPSHOT_LIMIT, "this session has reached its snapshot limit")
         composed = await asyncio.to_thread(_compose_snapshot, image, shapes)
         snapshot_id = new_id("snp")
         prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"

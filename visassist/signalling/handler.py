@@ -259,7 +259,7 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> 
 
 def _as_protocol_error(exc: ClientError, ref: str | None) -> Error:
     try:
-        code = ErrorCode(exc.code)
+        code = ErrorCode(exc.code.value)  # the codes both sides share, e.g. session_full
     except ValueError:
         code = ErrorCode.FORBIDDEN
     return error(code, exc.message, ref)

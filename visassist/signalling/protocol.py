@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from visassist.annotations import Point, Shapes
-from visassist.errors import ClientError
 from visassist.models import Outcome
 from visassist.schemas import ChatMessageOut, SessionSummaryOut, SnapshotOut
 
@@ -360,12 +359,15 @@ SERVER_MESSAGE_TYPES: tuple[str, ...] = tuple(
     m.model_fields["type"].default for m in ServerMessage.__args__)
 
 
-class ProtocolError(ClientError):
-    """Bad input on the socket: answered with an error message, never a dropped connection."""
+class ProtocolError(Exception):
+    """Bad input on the socket: answered with an error message, never a dropped connection.
+
+    Not a ClientError: its codes are the protocol's own, never those of an HTTP error body."""
 
     def __init__(self, code: ErrorCode, message: str, *, ref: str | None = None) -> None:
-        super().__init__(code.value, message)
+        super().__init__(message)
         self.error_code = code
+        self.message = message
         self.ref = ref
 
     def message_out(self) -> Error:
