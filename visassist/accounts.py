@@ -14,7 +14,6 @@ import enum
 import hmac
 import secrets
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -23,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from visassist.context import AppContext
 from visassist.errors import ClientError, Forbidden
-from visassist.models import Participant, Role, utcnow
+from visassist.models import Participant, Role, User, WebSession, utcnow
 from visassist.tokens import digest
 
 COOKIE = "visassist_session"
@@ -57,16 +56,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-async def check_password(ctx: AppContext, email: str, password: str) -> dict[str, Any] | None:
+async def check_password(ctx: AppContext, email: str, password: str) -> User | None:
     user = await ctx.store.user_by_email(email)
     try:
-        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or user["disabled_at"] is not None:
+    if user is None or user.disabled_at is not None:
         return None
-    if _hasher.check_needs_rehash(user["password_hash"]):
-        await ctx.store.rehash_password(user["id"], _hasher.hash(password))
+    if _hasher.check_needs_rehash(user.password_hash):
+        await ctx.store.rehash_password(user.id, _hasher.hash(password))
     return user
 
 
@@ -89,16 +88,16 @@ def secure(request: web.Request) -> bool:
     return request.secure or public.startswith("https://")
 
 
-async def sign_in(request: web.Request, response: web.StreamResponse, user: dict[str, Any]) -> None:
+async def sign_in(request: web.Request, response: web.StreamResponse, user: User) -> None:
     ctx = request.app[AppContext.KEY]
     token = secrets.token_urlsafe(32)
-    await ctx.store.create_web_session(digest(token), user["id"], secrets.token_urlsafe(32),
+    await ctx.store.create_web_session(digest(token), user.id, secrets.token_urlsafe(32),
                                        utcnow() + timedelta(hours=SESSION_HOURS))
     response.set_cookie(COOKIE, token, max_age=SESSION_HOURS * 3600, httponly=True, samesite="Lax",
                         secure=secure(request), path="/")
 
 
-async def current_user(request: web.Request) -> dict[str, Any] | None:
+async def current_user(request: web.Request) -> WebSession | None:
     """The signed-in person (with this session's `csrf` token), or None."""
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 100:
@@ -136,7 +135,7 @@ class SignInRequired(ClientError):
     status = 401
 
 
-async def admit_staff(request: web.Request, participant: Participant) -> dict[str, Any] | None:
+async def admit_staff(request: web.Request, participant: Participant) -> WebSession | None:
     """Enforce accounts for a staff link; returns the signed-in user, or None while there are none."""
     ctx = request.app[AppContext.KEY]
     if not await ctx.store.has_users():
@@ -144,10 +143,10 @@ async def admit_staff(request: web.Request, participant: Participant) -> dict[st
     user = await current_user(request)
     if user is None:
         raise SignInRequired("sign_in_required", "sign in to open this session")
-    if UserRole(user["role"]) not in MAY_OPEN[participant.role]:
+    if UserRole(user.user.role) not in MAY_OPEN[participant.role]:
         raise Forbidden("wrong_role", f"this is a link for a {participant.role.value}; you are signed "
-                                      f"in as a {user['role']}")
-    bound = participant.user_id or await ctx.store.bind_participant(participant.id, user["id"])
-    if bound != user["id"]:
+                                      f"in as a {user.user.role}")
+    bound = participant.user_id or await ctx.store.bind_participant(participant.id, user.user.id)
+    if bound != user.user.id:
         raise Forbidden("not_your_session", "this session's link belongs to another agent")
     return user

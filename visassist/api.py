@@ -16,7 +16,7 @@ from visassist.context import AppContext
 from visassist.errors import ClientError, Conflict, NotFound, Unauthorized
 from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
-from visassist.models import ApiKey, Role, Session, Snapshot, iso
+from visassist.models import ApiKey, Delivery, Role, Session, Snapshot, WebhookEndpoint, iso, stamp
 from visassist.openapi import document
 from visassist.schemas import (
     CreateSessionIn,
@@ -359,9 +359,20 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
-def _webhook_view(endpoint: dict[str, Any]) -> dict[str, Any]:
-    return {"id": endpoint["id"], "url": endpoint["url"], "events": endpoint["events"],
-            "created_at": iso(endpoint["created_at"]), "disabled_at": iso(endpoint["disabled_at"])}
+def _webhook_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {"id": endpoint.id, "url": endpoint.url, "events": endpoint.events,
+            "created_at": iso(endpoint.created_at), "disabled_at": iso(endpoint.disabled_at)}
+
+
+def _delivery_view(delivery: Delivery) -> dict[str, Any]:
+    # Times as the store keeps them (microseconds, +00:00), as this listing has always shown them.
+    return {"id": delivery.id, "endpoint_id": delivery.endpoint_id, "event_id": delivery.event_id,
+            "session_id": delivery.session_id, "type": delivery.type, "status": delivery.status,
+            "attempts": [{"at": stamp(a.at), "status_code": a.status_code, "error": a.error,
+                          "duration_ms": a.duration_ms} for a in delivery.attempts],
+            "last_error": delivery.last_error, "created_at": stamp(delivery.created_at),
+            "delivered_at": None if delivery.delivered_at is None else stamp(delivery.delivered_at),
+            "next_attempt_at": stamp(delivery.next_attempt_at) if delivery.status == "pending" else None}
 
 
 @routes.post("/api/v1/webhooks")
@@ -372,7 +383,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     endpoint_id, secret = await management.add_webhook(ctx.store, body.url, list(body.events),
                                                        f"api:{key.id}")
-    created = next(w for w in await ctx.store.webhooks() if w["id"] == endpoint_id)
+    created = next(w for w in await ctx.store.webhooks() if w.id == endpoint_id)
     return web.json_response({**_webhook_view(created), "secret": secret}, status=201,
                              headers={"Location": f"/api/v1/webhooks/{endpoint_id}"})
 
@@ -398,13 +409,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
     await authenticate(request)
     ctx = _ctx(request)
     webhook_id = request.match_info["webhook_id"]
-    if not any(w["id"] == webhook_id for w in await ctx.store.webhooks()):
+    if not any(w.id == webhook_id for w in await ctx.store.webhooks()):
         raise NotFound("webhook_not_found", "no webhook with that id")
     status = request.query.get("status")
     if status not in (None, "pending", "delivered", "failed", "cancelled"):
         raise ClientError("validation_failed", "status: one of pending, delivered, failed, cancelled",
                           status=422)
-    return web.json_response({"deliveries": await ctx.store.deliveries(webhook_id, status)})
+    deliveries = await ctx.store.deliveries(webhook_id, status)
+    return web.json_response({"deliveries": [_delivery_view(d) for d in deliveries]})
 
 
 @routes.post(r"/api/v1/webhooks/deliveries/{delivery_id:\d{1,18}}/redeliver")

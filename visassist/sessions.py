@@ -198,7 +198,8 @@ class SessionService:
         ]
         body["events"] = [EventOut.of(e).model_dump(mode="json") for e in events]
         rating = await self.store.rating(session.id)
-        body["rating"] = None if rating is None else {**rating, "at": iso(rating["at"])}
+        body["rating"] = None if rating is None else {"rating": rating.rating, "comment": rating.comment,
+                                                      "at": iso(rating.at)}
         if snapshots:
             folder = api_folder(session.id, "snapshots")
             body["snapshots"] = [SnapshotOut.of(s, folder).model_dump(mode="json")

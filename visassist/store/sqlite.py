@@ -8,7 +8,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,15 +32,24 @@ from visassist.events import (
 )
 from visassist.models import (
     ApiKey,
+    Attempt,
+    AuditEntry,
+    Delivery,
+    DueDelivery,
     EventType,
     Outcome,
     Participant,
+    Rating,
     Recording,
     Role,
     Session,
     Snapshot,
     SnapshotSource,
     Status,
+    User,
+    WebhookEndpoint,
+    WebSession,
+    stamp,
     utcnow,
 )
 from visassist.tasks import finish
@@ -232,11 +241,15 @@ def shielded(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
 
 def _ts(moment: datetime | None) -> str | None:
     # Fixed-width UTC text, so SQL string comparison is time comparison.
-    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return None if moment is None else stamp(moment)
 
 
 def _dt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def _session(row: aiosqlite.Row) -> Session:
@@ -293,6 +306,41 @@ def _api_key(row: aiosqlite.Row) -> ApiKey:
     assert created_at is not None
     return ApiKey(id=row["id"], name=row["name"], created_at=created_at,
                   last_used_at=_dt(row["last_used_at"]), revoked_at=_dt(row["revoked_at"]))
+
+
+def _user(row: aiosqlite.Row) -> User:
+    return User(id=row["id"], email=row["email"], name=row["name"], role=row["role"],
+                password_hash=row["password_hash"], created_at=_at(row["created_at"]),
+                disabled_at=_dt(row["disabled_at"]))
+
+
+def _webhook(row: aiosqlite.Row) -> WebhookEndpoint:
+    return WebhookEndpoint(id=row["id"], url=row["url"], events=json.loads(row["events"]),
+                           created_at=_at(row["created_at"]), disabled_at=_dt(row["disabled_at"]))
+
+
+def _due(row: aiosqlite.Row) -> DueDelivery:
+    return DueDelivery(id=row["id"], endpoint_id=row["endpoint_id"], event_seq=row["event_seq"],
+                       session_id=row["session_id"], type=row["type"], payload=row["payload"],
+                       attempts=row["attempts"], created_at=_at(row["created_at"]), url=row["url"],
+                       secret=row["secret"])
+
+
+def _attempt(row: aiosqlite.Row) -> Attempt:
+    return Attempt(at=_at(row["at"]), status_code=row["status_code"], error=row["error"],
+                   duration_ms=row["duration_ms"])
+
+
+def _delivery(row: aiosqlite.Row, attempts: list[Attempt]) -> Delivery:
+    return Delivery(id=row["id"], endpoint_id=row["endpoint_id"], event_seq=row["event_seq"],
+                    session_id=row["session_id"], type=row["type"], status=row["status"], attempts=attempts,
+                    last_error=row["last_error"], created_at=_at(row["created_at"]),
+                    delivered_at=_dt(row["delivered_at"]), next_attempt_at=_at(row["next_attempt_at"]))
+
+
+def _audit_entry(row: aiosqlite.Row) -> AuditEntry:
+    return AuditEntry(id=row["id"], at=_at(row["at"]), actor=row["actor"], action=row["action"],
+                      target=row["target"], data=json.loads(row["data"]))
 
 
 async def _insert_participant(db: aiosqlite.Connection, participant: Participant,
@@ -618,10 +666,9 @@ class SqliteStore:
                 "INSERT INTO webhook_endpoints (id, url, secret, events, created_at) VALUES (?, ?, ?, ?, ?)",
                 (endpoint_id, url, secret, json.dumps(events), _ts(utcnow())))
 
-    async def webhooks(self) -> list[dict[str, Any]]:
+    async def webhooks(self) -> list[WebhookEndpoint]:
         rows = await self._all("SELECT * FROM webhook_endpoints ORDER BY created_at", ())
-        return [{"id": r["id"], "url": r["url"], "events": json.loads(r["events"]),
-                 "created_at": _dt(r["created_at"]), "disabled_at": _dt(r["disabled_at"])} for r in rows]
+        return [_webhook(r) for r in rows]
 
     @shielded
     async def disable_webhook(self, endpoint_id: str) -> bool:
@@ -634,7 +681,7 @@ class SqliteStore:
                              " AND status = 'pending'", (endpoint_id,))
             return cursor.rowcount == 1
 
-    async def due_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+    async def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries whose time has come, each the oldest pending one of its session for its
         endpoint (so a session's webhooks arrive in order)."""
         rows = await self._all(
@@ -643,7 +690,7 @@ class SqliteStore:
             "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
             "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
             " ORDER BY d.id LIMIT ?", (_ts(now), limit))
-        return [{**dict(r), "created_at": _dt(r["created_at"])} for r in rows]
+        return [_due(r) for r in rows]
 
     @shielded
     async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
@@ -663,7 +710,7 @@ class SqliteStore:
                     ("failed" if give_up else "pending", error, _ts(retry_at or at), delivery_id))
 
     async def deliveries(self, endpoint_id: str | None = None, status: str | None = None,
-                         limit: int = 100) -> list[dict[str, Any]]:
+                         limit: int = 100) -> list[Delivery]:
         clauses, params = [], []
         if endpoint_id is not None:
             clauses.append("endpoint_id = ?")
@@ -674,22 +721,14 @@ class SqliteStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._all(f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?",
                                (*params, limit))
-        attempts: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+        attempts: dict[int, list[Attempt]] = {r["id"]: [] for r in rows}
         if rows:  # every attempt of the page in one query
             marks = ",".join("?" * len(rows))
             for a in await self._all(
                     "SELECT delivery_id, at, status_code, error, duration_ms FROM delivery_attempts"
                     f" WHERE delivery_id IN ({marks}) ORDER BY id", tuple(attempts)):
-                attempts[a["delivery_id"]].append(
-                    {k: a[k] for k in ("at", "status_code", "error", "duration_ms")})
-        out = []
-        for r in rows:
-            out.append({"id": r["id"], "endpoint_id": r["endpoint_id"], "event_id": f"evt_{r['event_seq']}",
-                        "session_id": r["session_id"], "type": r["type"], "status": r["status"],
-                        "attempts": attempts[r["id"]], "last_error": r["last_error"],
-                        "created_at": r["created_at"], "delivered_at": r["delivered_at"],
-                        "next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None})
-        return out
+                attempts[a["delivery_id"]].append(_attempt(a))
+        return [_delivery(r, attempts[r["id"]]) for r in rows]
 
     @shielded
     async def redeliver(self, delivery_id: int) -> bool:
@@ -717,11 +756,11 @@ class SqliteStore:
             return await self._insert_event(db, session_id, SessionRated(rating=rating, comment=comment),
                                             actor, at)
 
-    async def rating(self, session_id: str) -> dict[str, Any] | None:
+    async def rating(self, session_id: str) -> Rating | None:
         row = await self._one("SELECT * FROM ratings WHERE session_id = ?", (session_id,))
         if row is None:
             return None
-        return {"rating": row["rating"], "comment": row["comment"], "at": _dt(row["at"])}
+        return Rating(rating=row["rating"], comment=row["comment"], at=_at(row["at"]))
 
     # Idempotency
 
@@ -908,12 +947,12 @@ class SqliteStore:
                 (user_id, email, name, role, password_hash, _ts(utcnow())))
             await self._audit(db, actor, "user.create", user_id, {"email": email, "role": role})
 
-    async def user_by_email(self, email: str) -> dict[str, Any] | None:
+    async def user_by_email(self, email: str) -> User | None:
         row = await self._one("SELECT * FROM users WHERE email = ?", (email,))
-        return None if row is None else dict(row)
+        return None if row is None else _user(row)
 
-    async def users(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._all("SELECT * FROM users ORDER BY created_at", ())]
+    async def users(self) -> list[User]:
+        return [_user(r) for r in await self._all("SELECT * FROM users ORDER BY created_at", ())]
 
     async def has_users(self) -> bool:
         return await self._one("SELECT 1 FROM users LIMIT 1", ()) is not None
@@ -943,11 +982,14 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (token_digest, user_id, csrf, _ts(utcnow()), _ts(expires_at)))
 
-    async def web_session(self, token_digest: str, now: datetime) -> dict[str, Any] | None:
+    async def web_session(self, token_digest: str, now: datetime) -> WebSession | None:
         row = await self._one(
-            "SELECT w.csrf, u.* FROM web_sessions w JOIN users u ON u.id = w.user_id"
+            "SELECT w.csrf, w.expires_at AS session_expires_at, u.* FROM web_sessions w"
+            " JOIN users u ON u.id = w.user_id"
             " WHERE w.digest = ? AND w.expires_at > ? AND u.disabled_at IS NULL", (token_digest, _ts(now)))
-        return None if row is None else dict(row)
+        if row is None:
+            return None
+        return WebSession(user=_user(row), csrf=row["csrf"], expires_at=_at(row["session_expires_at"]))
 
     @shielded
     async def end_web_session(self, token_digest: str) -> None:
@@ -987,9 +1029,9 @@ class SqliteStore:
         async with self._transaction() as db:
             await self._audit(db, actor, action, target, data)
 
-    async def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+    async def audit_log(self, limit: int = 200) -> list[AuditEntry]:
         rows = await self._all("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
-        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+        return [_audit_entry(r) for r in rows]
 
     @shielded
     async def revoke_api_key(self, key_id: str, actor: str) -> bool:
