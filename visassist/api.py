@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +29,7 @@ from visassist.schemas import (
     WebhookIn,
     api_folder,
 )
+from visassist.store.base import IdempotencyConflict
 from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
@@ -104,7 +104,7 @@ async def create_session(request: web.Request) -> web.Response:
                 ticket_id=body.ticket_id, tier=body.tier,
                 customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
                 actor=f"api:{key.id}", audio=body.audio, record=body.record, idempotency=idempotency)
-        except sqlite3.IntegrityError:  # a concurrent call with the same key won the race
+        except IdempotencyConflict:  # a concurrent call with the same key won the race
             assert idempotency is not None
             replayed = await _replay(ctx, key, idempotency)
             if replayed is None:

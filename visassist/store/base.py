@@ -24,6 +24,22 @@ from visassist.models import (
 )
 
 
+class StoreError(Exception):
+    """A backend's failure in domain terms, so callers never import a database driver."""
+
+
+class DuplicateKey(StoreError):
+    """A row with the same unique key exists already (often: a concurrent twin won the race)."""
+
+
+class IdempotencyConflict(DuplicateKey):
+    """Another create with this (API key, Idempotency-Key) was stored first."""
+
+
+class ConstraintViolation(StoreError):
+    """A write broke another integrity rule (a reference to a missing row, a missing value)."""
+
+
 class Store(Protocol):
     public_base: str
     on_enqueue: Callable[[], None] | None

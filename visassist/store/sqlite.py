@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -52,6 +53,7 @@ from visassist.models import (
     stamp,
     utcnow,
 )
+from visassist.store.base import ConstraintViolation, DuplicateKey, IdempotencyConflict
 from visassist.tasks import finish
 
 # Each entry moves the schema one version on; PRAGMA user_version records where a database is.
@@ -352,6 +354,14 @@ async def _insert_participant(db: aiosqlite.Connection, participant: Participant
          token_digest, _ts(participant.created_at)))
 
 
+def _domain_error(exc: sqlite3.IntegrityError) -> Exception:
+    if isinstance(exc, DuplicateKey | ConstraintViolation):
+        return exc
+    if "UNIQUE constraint failed" in str(exc):
+        return DuplicateKey(str(exc))
+    return ConstraintViolation(str(exc))
+
+
 class SqliteStore:
     def __init__(self, path: Path, public_base: str = "http://127.0.0.1:8080") -> None:
         self._path = path
@@ -399,8 +409,10 @@ class SqliteStore:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
-            except BaseException:
+            except BaseException as exc:
                 await self.db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise _domain_error(exc) from exc
                 raise
             await self.db.execute("COMMIT")
 
@@ -483,9 +495,13 @@ class SqliteStore:
         async with self._transaction() as db:
             if idempotency is not None:
                 # (api key id, Idempotency-Key, request digest): a concurrent twin fails here, whole.
-                await db.execute(
-                    "INSERT INTO idempotency_keys (api_key_id, key, request_digest, session_id, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)", (*idempotency, session.id, _ts(session.created_at)))
+                try:
+                    await db.execute(
+                        "INSERT INTO idempotency_keys (api_key_id, key, request_digest, session_id,"
+                        " created_at) VALUES (?, ?, ?, ?, ?)",
+                        (*idempotency, session.id, _ts(session.created_at)))
+                except sqlite3.IntegrityError as exc:
+                    raise IdempotencyConflict(str(exc)) from exc
             await db.execute(
                 "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
                 " audio, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
