@@ -53,7 +53,7 @@ from visassist.schemas import (
     SnapshotOut,
     api_folder,
 )
-from visassist.store import Store
+from visassist.store.base import SessionStore
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
 
@@ -84,7 +84,7 @@ class LiveRooms(Protocol):
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, live: LiveRooms, bus: Bus,
+    def __init__(self, settings: Settings, store: SessionStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
                  link_key: bytes, clock: Callable[[], datetime] = utcnow) -> None:
         self.link_key = link_key
         self.settings = settings

@@ -35,7 +35,7 @@ from visassist.models import DueDelivery, Recording, Session, Snapshot, iso, utc
 from visassist.schemas import RecordingOut, SnapshotOut, api_folder
 
 if TYPE_CHECKING:
-    from visassist.store.base import Store
+    from visassist.store.base import OutboxSource, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Outbox:
     subscribed endpoint. An event is marked in the store until it is handed over, so events recorded
     just before a crash are enqueued at the next start (catch_up)."""
 
-    def __init__(self, store: Store, base: str) -> None:
+    def __init__(self, store: OutboxSource, base: str) -> None:
         self.store = store
         self.base = base  # absolute links in payloads
 
@@ -141,7 +141,7 @@ class Backoff:
 class Dispatcher:
     """Sends due deliveries; wakes at once when an event is recorded, else polls every second."""
 
-    def __init__(self, store: Store, backoff: Backoff, timeout: float = 10.0) -> None:
+    def __init__(self, store: OutboxStore, backoff: Backoff, timeout: float = 10.0) -> None:
         self.adapters: dict[str, Adapter] = {}  # by URL scheme: help desks spoken to in their own API
         self.store = store
         self.backoff = backoff
