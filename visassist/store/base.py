@@ -68,6 +68,10 @@ class SessionStore(SessionReads, Protocol):
     async def idempotent_session(self, api_key_id: str, key: str,
                                  since: datetime) -> tuple[str, str] | None: ...
 
+    async def prune_idempotency_keys(self, before: datetime) -> int:
+        """Forget idempotency keys stored before `before` (past the replay window); returns how many."""
+        ...
+
     async def add_participant(self, participant: Participant, token_digest: str, actor: str,
                               limit: int) -> Event | None: ...
 
@@ -184,6 +188,10 @@ class AccountStore(Protocol):
 
     async def login_failures(self, key: str, since: datetime) -> int: ...
 
+    async def prune_login_failures(self, before: datetime) -> int:
+        """Forget failed sign-ins from before `before` (past the rate-limit window); returns how many."""
+        ...
+
     async def bind_participant(self, participant_id: str, user_id: str) -> str: ...
 
 
@@ -215,3 +223,7 @@ class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, Prot
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def prune(self, idempotency_before: datetime, login_failures_before: datetime) -> dict[str, int]:
+        """Drop bookkeeping rows that no longer count; {"idempotency_keys": n, "login_failures": n}."""
+        ...

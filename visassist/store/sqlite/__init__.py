@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,10 @@ class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, S
 
     async def close(self) -> None:
         await self.database.close()
+
+    async def prune(self, idempotency_before: datetime, login_failures_before: datetime) -> dict[str, int]:
+        return {"idempotency_keys": await self.prune_idempotency_keys(idempotency_before),
+                "login_failures": await self.prune_login_failures(login_failures_before)}
 
 
 if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these assignments)

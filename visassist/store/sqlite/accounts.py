@@ -83,6 +83,12 @@ class SqliteAccounts:
         return int(row["n"]) if row else 0
 
     @shielded
+    async def prune_login_failures(self, before: datetime) -> int:
+        async with self.database.transaction() as db:
+            cursor = await db.execute("DELETE FROM login_failures WHERE at < ?", (_ts(before),))
+            return cursor.rowcount
+
+    @shielded
     async def bind_participant(self, participant_id: str, user_id: str) -> str:
         """Bind a staff link to the first person who signs in with it; returns the bound user id."""
         async with self.database.transaction() as db:

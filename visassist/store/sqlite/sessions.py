@@ -83,6 +83,13 @@ class SqliteSessions:
         return None if row is None else (row["request_digest"], row["session_id"])
 
     @shielded
+    @shielded
+    async def prune_idempotency_keys(self, before: datetime) -> int:
+        async with self.database.transaction() as db:
+            cursor = await db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (_ts(before),))
+            return cursor.rowcount
+
+    @shielded
     async def add_participant(self, participant: Participant, token_digest: str, actor: str,
                               limit: int) -> Event | None:
         """Add an invited participant; None when the session already has `limit` participants."""
