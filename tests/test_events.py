@@ -89,9 +89,9 @@ async def test_webhook_events_recorded_before_a_crash_are_delivered_at_the_next_
     assert await ctx.outbox.catch_up() == 1
     assert await ctx.outbox.catch_up() == 0, "handed over once"
     deliveries = await ctx.store.deliveries(endpoint)
-    joined = [d for d in deliveries if d["event_id"] == f"evt_{event.seq}"]
-    assert len(joined) == 1 and joined[0]["type"] == "participant.joined"
-    created = [d for d in deliveries if d["type"] == "session.created"]
+    joined = [d for d in deliveries if d.event_id == f"evt_{event.seq}"]
+    assert len(joined) == 1 and joined[0].type == "participant.joined"
+    created = [d for d in deliveries if d.type == "session.created"]
     assert len(created) == 1, "published events were enqueued as they happened, not again"
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from tests.utils import Clock, snapshot_from_a_live_camera, start_app, token_of
+from visassist import app
 from visassist.config import Settings
 from visassist.context import AppContext
+from visassist.tokens import digest
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -122,3 +125,26 @@ async def test_without_retention_settings_nothing_is_purged(aiohttp_client: Clie
     assert await client.app[AppContext.KEY].sessions.purge() == nothing
     record = await (await client.get(f"/api/v1/sessions/{old['id']}", headers=auth)).json()
     assert len(record["snapshots"]) == 1
+
+
+async def test_the_purge_loop_prunes_idempotency_keys_and_login_failures_past_their_windows(
+        client: TestClient, auth: dict[str, str], api_key: str, clock: Clock) -> None:
+    ctx = client.app[AppContext.KEY]
+    key = await ctx.store.api_key_by_digest(digest(api_key))
+    assert key is not None
+    body = {"ticket_id": "ZD-PRUNE", "tier": 2, "customer": {"name": "Ana"}}
+    old_failure_at = clock()
+    assert (await client.post("/api/v1/sessions", json=body,
+                              headers={**auth, "Idempotency-Key": "old"})).status == 201
+    await ctx.store.login_failure(["email:ana@example.com"], old_failure_at)
+    clock.advance(hours=25)  # past both windows (24 hours, 15 minutes)
+    assert (await client.post("/api/v1/sessions", json=body,
+                              headers={**auth, "Idempotency-Key": "recent"})).status == 201
+    await ctx.store.login_failure(["email:ana@example.com"], clock())
+
+    assert await app.prune(ctx) == {"idempotency_keys": 1, "login_failures": 1}
+    ever = old_failure_at - timedelta(days=365)
+    assert await ctx.store.idempotent_session(key.id, "old", ever) is None
+    assert await ctx.store.idempotent_session(key.id, "recent", ever) is not None
+    assert await ctx.store.login_failures("email:ana@example.com", ever) == 1
+    assert await app.prune(ctx) == {"idempotency_keys": 0, "login_failures": 0}

@@ -14,7 +14,6 @@ import enum
 import hmac
 import secrets
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -23,7 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, Forbidden
-from visassist.models import Participant, Role, utcnow
+from visassist.models import Participant, Role, User, WebSession, utcnow
+from visassist.store.base import AccountStore
 from visassist.tokens import digest
 
 COOKIE = "visassist_session"
@@ -51,22 +51,27 @@ MAY_OPEN = {Role.AGENT: {UserRole.AGENT, UserRole.EXPERT, UserRole.ADMIN},
             Role.SUPERVISOR: {UserRole.SUPERVISOR, UserRole.ADMIN}}
 
 
+def _accounts(ctx: AppContext) -> AccountStore:
+    # Signing in touches the account aggregate only.
+    return ctx.store
+
+
 def hash_password(password: str) -> str:
     if len(password) < 12:
         raise ValueError("passwords have at least 12 characters")
     return _hasher.hash(password)
 
 
-async def check_password(ctx: AppContext, email: str, password: str) -> dict[str, Any] | None:
-    user = await ctx.store.user_by_email(email)
+async def check_password(ctx: AppContext, email: str, password: str) -> User | None:
+    user = await _accounts(ctx).user_by_email(email)
     try:
-        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or user["disabled_at"] is not None:
+    if user is None or user.disabled_at is not None:
         return None
-    if _hasher.check_needs_rehash(user["password_hash"]):
-        await ctx.store.rehash_password(user["id"], _hasher.hash(password))
+    if _hasher.check_needs_rehash(user.password_hash):
+        await _accounts(ctx).rehash_password(user.id, _hasher.hash(password))
     return user
 
 
@@ -76,12 +81,13 @@ def client_address(request: web.Request) -> str:
 
 async def rate_limited(ctx: AppContext, request: web.Request, email: str) -> bool:
     since = utcnow() - FAILURE_WINDOW
-    return (await ctx.store.login_failures(f"email:{email.lower()}", since) >= FAILURES_PER_EMAIL
-            or await ctx.store.login_failures(f"ip:{client_address(request)}", since) >= FAILURES_PER_ADDRESS)
+    store = _accounts(ctx)
+    return (await store.login_failures(f"email:{email.lower()}", since) >= FAILURES_PER_EMAIL
+            or await store.login_failures(f"ip:{client_address(request)}", since) >= FAILURES_PER_ADDRESS)
 
 
 async def record_failure(ctx: AppContext, request: web.Request, email: str) -> None:
-    await ctx.store.login_failure([f"email:{email.lower()}", f"ip:{client_address(request)}"], utcnow())
+    await _accounts(ctx).login_failure([f"email:{email.lower()}", f"ip:{client_address(request)}"], utcnow())
 
 
 def secure(request: web.Request) -> bool:
@@ -89,27 +95,27 @@ def secure(request: web.Request) -> bool:
     return request.secure or public.startswith("https://")
 
 
-async def sign_in(request: web.Request, response: web.StreamResponse, user: dict[str, Any]) -> None:
+async def sign_in(request: web.Request, response: web.StreamResponse, user: User) -> None:
     ctx = request.app[AppContext.KEY]
     token = secrets.token_urlsafe(32)
-    await ctx.store.create_web_session(digest(token), user["id"], secrets.token_urlsafe(32),
+    await _accounts(ctx).create_web_session(digest(token), user.id, secrets.token_urlsafe(32),
                                        utcnow() + timedelta(hours=SESSION_HOURS))
     response.set_cookie(COOKIE, token, max_age=SESSION_HOURS * 3600, httponly=True, samesite="Lax",
                         secure=secure(request), path="/")
 
 
-async def current_user(request: web.Request) -> dict[str, Any] | None:
+async def current_user(request: web.Request) -> WebSession | None:
     """The signed-in person (with this session's `csrf` token), or None."""
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 100:
         return None
-    return await request.app[AppContext.KEY].store.web_session(digest(token), utcnow())
+    return await _accounts(request.app[AppContext.KEY]).web_session(digest(token), utcnow())
 
 
 async def sign_out(request: web.Request, response: web.StreamResponse) -> None:
     token = request.cookies.get(COOKIE)
     if token:
-        await request.app[AppContext.KEY].store.end_web_session(digest(token))
+        await _accounts(request.app[AppContext.KEY]).end_web_session(digest(token))
     response.del_cookie(COOKIE, path="/")
 
 
@@ -136,18 +142,18 @@ class SignInRequired(ClientError):
     status = 401
 
 
-async def admit_staff(request: web.Request, participant: Participant) -> dict[str, Any] | None:
+async def admit_staff(request: web.Request, participant: Participant) -> WebSession | None:
     """Enforce accounts for a staff link; returns the signed-in user, or None while there are none."""
     ctx = request.app[AppContext.KEY]
-    if not await ctx.store.has_users():
+    if not await _accounts(ctx).has_users():
         return None
     user = await current_user(request)
     if user is None:
         raise SignInRequired(ApiErrorCode.SIGN_IN_REQUIRED, "sign in to open this session")
-    if UserRole(user["role"]) not in MAY_OPEN[participant.role]:
+    if UserRole(user.user.role) not in MAY_OPEN[participant.role]:
         raise Forbidden(ApiErrorCode.WRONG_ROLE, f"this is a link for a {participant.role.value}; "
-                                                 f"you are signed in as a {user['role']}")
-    bound = participant.user_id or await ctx.store.bind_participant(participant.id, user["id"])
-    if bound != user["id"]:
+                                                 f"you are signed in as a {user.user.role}")
+    bound = participant.user_id or await _accounts(ctx).bind_participant(participant.id, user.user.id)
+    if bound != user.user.id:
         raise Forbidden(ApiErrorCode.NOT_YOUR_SESSION, "this session's link belongs to another agent")
     return user

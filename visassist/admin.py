@@ -5,34 +5,34 @@ Every action is a POST form with the session's CSRF token, for admins only, and 
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from visassist import accounts, management, webhooks
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, Forbidden
+from visassist.models import WebSession
 from visassist.pages import render
 
 routes = web.RouteTableDef()
 
 
-async def _admin(request: web.Request) -> dict[str, Any]:
-    user = await accounts.current_user(request)
-    if user is None:
+async def _admin(request: web.Request) -> WebSession:
+    signed_in = await accounts.current_user(request)
+    if signed_in is None:
         raise accounts.SignInRequired(ApiErrorCode.SIGN_IN_REQUIRED, "sign in first")
-    if user["role"] != accounts.UserRole.ADMIN:
+    if signed_in.user.role != accounts.UserRole.ADMIN:
         raise Forbidden(ApiErrorCode.ADMINS_ONLY, "the admin page is for administrators")
-    return user
+    return signed_in
 
 
-async def _page(request: web.Request, user: dict[str, Any], shown_once: dict[str, str] | None = None,
+async def _page(request: web.Request, signed_in: WebSession, shown_once: dict[str, str] | None = None,
                 error: str | None = None, status: int = 200) -> web.Response:
     store = request.app[AppContext.KEY].store
-    hooks = [w for w in await store.webhooks() if not w["url"].startswith("zendesk:")]
-    internal = [w for w in await store.webhooks() if w["url"].startswith("zendesk:")]
-    deliveries = {w["id"]: await store.deliveries(w["id"], limit=20) for w in hooks + internal}
-    return render("admin.html", status=status, user=user, users=await store.users(),
+    hooks = [w for w in await store.webhooks() if not w.url.startswith("zendesk:")]
+    internal = [w for w in await store.webhooks() if w.url.startswith("zendesk:")]
+    deliveries = {w.id: await store.deliveries(w.id, limit=20) for w in hooks + internal}
+    return render("admin.html", status=status, user=signed_in.user, csrf=signed_in.csrf,
+                  users=await store.users(),
                   keys=await store.list_api_keys(), hooks=hooks + internal, deliveries=deliveries,
                   audit=await store.audit_log(100), event_types=webhooks.ALL_TYPES,
                   roles=[r.value for r in accounts.UserRole], shown_once=shown_once, error=error)
@@ -47,9 +47,9 @@ async def admin_page(request: web.Request) -> web.Response:
 async def admin_action(request: web.Request) -> web.Response:
     user = await _admin(request)
     form = await request.post()
-    accounts.check_csrf(request, user["csrf"], str(form.get("csrf", "")))
+    accounts.check_csrf(request, user.csrf, str(form.get("csrf", "")))
     store = request.app[AppContext.KEY].store
-    actor = f"user:{user['email']}"
+    actor = f"user:{user.user.email}"
     action = request.match_info["action"]
 
     def field(name: str) -> str:
@@ -70,7 +70,7 @@ async def admin_action(request: web.Request) -> web.Response:
             await management.add_user(store, email, field("name")[:200] or email, field("role"),
                                       str(form.get("password", "")), actor)
         elif action == "user-disable":
-            if field("id") == user["id"]:
+            if field("id") == user.user.id:
                 raise management.ManagementError("you cannot disable your own account")
             await store.set_user_disabled(field("id"), True, actor)
         elif action == "webhook-create":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -16,7 +15,7 @@ from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
-from visassist.models import ApiKey, Role, Session, Snapshot, iso
+from visassist.models import ApiKey, Delivery, Role, Session, Snapshot, WebhookEndpoint, iso, stamp
 from visassist.openapi import document
 from visassist.schemas import (
     CreateSessionIn,
@@ -31,6 +30,7 @@ from visassist.schemas import (
     api_folder,
 )
 from visassist.sessions import closed_error
+from visassist.store.base import IdempotencyConflict
 from visassist.tokens import API_KEY_PREFIX, digest
 
 routes = web.RouteTableDef()
@@ -105,7 +105,7 @@ async def create_session(request: web.Request) -> web.Response:
                 ticket_id=body.ticket_id, tier=body.tier,
                 customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
                 actor=f"api:{key.id}", audio=body.audio, record=body.record, idempotency=idempotency)
-        except sqlite3.IntegrityError:  # a concurrent call with the same key won the race
+        except IdempotencyConflict:  # a concurrent call with the same key won the race
             assert idempotency is not None
             replayed = await _replay(ctx, key, idempotency)
             if replayed is None:
@@ -360,9 +360,20 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
-def _webhook_view(endpoint: dict[str, Any]) -> dict[str, Any]:
-    return {"id": endpoint["id"], "url": endpoint["url"], "events": endpoint["events"],
-            "created_at": iso(endpoint["created_at"]), "disabled_at": iso(endpoint["disabled_at"])}
+def _webhook_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {"id": endpoint.id, "url": endpoint.url, "events": endpoint.events,
+            "created_at": iso(endpoint.created_at), "disabled_at": iso(endpoint.disabled_at)}
+
+
+def _delivery_view(delivery: Delivery) -> dict[str, Any]:
+    # Times as the store keeps them (microseconds, +00:00), as this listing has always shown them.
+    return {"id": delivery.id, "endpoint_id": delivery.endpoint_id, "event_id": delivery.event_id,
+            "session_id": delivery.session_id, "type": delivery.type, "status": delivery.status,
+            "attempts": [{"at": stamp(a.at), "status_code": a.status_code, "error": a.error,
+                          "duration_ms": a.duration_ms} for a in delivery.attempts],
+            "last_error": delivery.last_error, "created_at": stamp(delivery.created_at),
+            "delivered_at": None if delivery.delivered_at is None else stamp(delivery.delivered_at),
+            "next_attempt_at": stamp(delivery.next_attempt_at) if delivery.status == "pending" else None}
 
 
 @routes.post("/api/v1/webhooks")
@@ -373,7 +384,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     endpoint_id, secret = await management.add_webhook(ctx.store, body.url, list(body.events),
                                                        f"api:{key.id}")
-    created = next(w for w in await ctx.store.webhooks() if w["id"] == endpoint_id)
+    created = next(w for w in await ctx.store.webhooks() if w.id == endpoint_id)
     return web.json_response({**_webhook_view(created), "secret": secret}, status=201,
                              headers={"Location": f"/api/v1/webhooks/{endpoint_id}"})
 
@@ -399,13 +410,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
     await authenticate(request)
     ctx = _ctx(request)
     webhook_id = request.match_info["webhook_id"]
-    if not any(w["id"] == webhook_id for w in await ctx.store.webhooks()):
+    if not any(w.id == webhook_id for w in await ctx.store.webhooks()):
         raise NotFound(ApiErrorCode.WEBHOOK_NOT_FOUND, "no webhook with that id")
     status = request.query.get("status")
     if status not in (None, "pending", "delivered", "failed", "cancelled"):
         raise ClientError(ApiErrorCode.VALIDATION_FAILED,
                           "status: one of pending, delivered, failed, cancelled", status=422)
-    return web.json_response({"deliveries": await ctx.store.deliveries(webhook_id, status)})
+    deliveries = await ctx.store.deliveries(webhook_id, status)
+    return web.json_response({"deliveries": [_delivery_view(d) for d in deliveries]})
 
 
 @routes.post(r"/api/v1/webhooks/deliveries/{delivery_id:\d{1,18}}/redeliver")

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from visassist import admin, api, pages, signin, tasks
-from visassist.accounts import SignInRequired
+from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
 from visassist.capacity import FileBudget
@@ -120,12 +120,22 @@ def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
                       outbox=outbox, rtc_configuration=rtc_configuration(settings.ice_servers))
 
 
+async def prune(ctx: AppContext) -> dict[str, int]:
+    """Idempotency keys and failed sign-ins past their windows no longer count: drop them."""
+    now = ctx.sessions.clock()
+    return await ctx.store.prune(now - api.IDEMPOTENCY_WINDOW, now - FAILURE_WINDOW)
+
+
 async def _purge_loop(ctx: AppContext) -> None:
     while True:
         try:
             await ctx.sessions.purge()
         except Exception:
             log.exception("retention purge failed")
+        try:
+            await prune(ctx)
+        except Exception:
+            log.exception("pruning idempotency keys and login failures failed")
         await asyncio.sleep(ctx.settings.purge_interval_seconds)
 
 

@@ -241,7 +241,7 @@ async def _disable_user(store: SqliteStore, email: str) -> None:
     user = await store.user_by_email(email)
     if user is None:
         raise ValueError(f"no user with e-mail {email}")
-    await store.set_user_disabled(user["id"], True, "cli")
+    await store.set_user_disabled(user.id, True, "cli")
 
 
 async def _ok(found: Awaitable[bool], refusal: str) -> None:
@@ -271,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 store, args.email, args.name, args.role, password, "cli")))
         elif args.command == "user" and args.user_command == "list":
             for user in run(args.data_dir, lambda store: store.users()):
-                print(f"{user['id']}\t{user['email']}\t{user['name']}\t{user['role']}"
-                      f"{'  DISABLED' if user['disabled_at'] else ''}")
+                print(f"{user.id}\t{user.email}\t{user.name}\t{user.role}"
+                      f"{'  DISABLED' if user.disabled_at else ''}")
         elif args.command == "user" and args.user_command == "disable":
             run(args.data_dir, lambda store: _disable_user(store, args.email))
             print(f"disabled {args.email}")
@@ -283,16 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Give the secret to the receiver now: it is shown once.", file=sys.stderr)
         elif args.command == "webhook" and args.webhook_command == "list":
             for hook in run(args.data_dir, lambda store: store.webhooks()):
-                print(f"{hook['id']}\t{hook['url']}\t{','.join(hook['events'])}"
-                      f"{'  REMOVED' if hook['disabled_at'] else ''}")
+                print(f"{hook.id}\t{hook.url}\t{','.join(hook.events)}"
+                      f"{'  REMOVED' if hook.disabled_at else ''}")
         elif args.command == "webhook" and args.webhook_command == "remove":
             run(args.data_dir, lambda store: _ok(management.remove_webhook(store, args.id, "cli"),
                                                  f"no active webhook {args.id}"))
             print(f"removed {args.id}")
         elif args.command == "webhook" and args.webhook_command == "deliveries":
             for d in run(args.data_dir, lambda store: store.deliveries(args.id, args.status)):
-                print(f"{d['id']}\t{d['event_id']}\t{d['type']}\t{d['status']}\t"
-                      f"{len(d['attempts'])} attempts\t{d['last_error'] or ''}")
+                print(f"{d.id}\t{d.event_id}\t{d.type}\t{d.status}\t"
+                      f"{len(d.attempts)} attempts\t{d.last_error or ''}")
         elif args.command == "webhook" and args.webhook_command == "redeliver":
             run(args.data_dir, lambda store: _ok(
                 management.redeliver(store, args.delivery_id, "cli"),

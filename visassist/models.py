@@ -176,3 +176,99 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+def stamp(moment: datetime) -> str:
+    """Microsecond, fixed-width UTC text: how the store keeps times, and how delivery listings show them."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in browser: who, and the CSRF token its forms carry."""
+
+    user: User
+    csrf: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event's delivery to one endpoint, as listed (with every attempt)."""
+
+    id: int
+    endpoint_id: str
+    event_seq: int
+    session_id: str
+    type: str
+    status: str  # pending, delivered, failed or cancelled
+    attempts: list[Attempt]
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        return f"evt_{self.event_seq}"
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A pending delivery whose time has come, with what sending it needs."""
+
+    id: int
+    endpoint_id: str
+    event_seq: int
+    session_id: str
+    type: str
+    payload: str
+    attempts: int
+    created_at: datetime
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rating:
+    rating: int
+    comment: str
+    at: datetime

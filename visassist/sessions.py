@@ -53,7 +53,7 @@ from visassist.schemas import (
     SnapshotOut,
     api_folder,
 )
-from visassist.store import Store
+from visassist.store.base import SessionStore
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
 
@@ -93,7 +93,7 @@ class LiveRooms(Protocol):
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, live: LiveRooms, bus: Bus,
+    def __init__(self, settings: Settings, store: SessionStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
                  link_key: bytes, clock: Callable[[], datetime] = utcnow) -> None:
         self.link_key = link_key
         self.settings = settings
@@ -207,7 +207,8 @@ class SessionService:
         ]
         body["events"] = [EventOut.of(e).model_dump(mode="json") for e in events]
         rating = await self.store.rating(session.id)
-        body["rating"] = None if rating is None else {**rating, "at": iso(rating["at"])}
+        body["rating"] = None if rating is None else {"rating": rating.rating, "comment": rating.comment,
+                                                      "at": iso(rating.at)}
         if snapshots:
             folder = api_folder(session.id, "snapshots")
             body["snapshots"] = [SnapshotOut.of(s, folder).model_dump(mode="json")

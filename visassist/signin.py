@@ -61,7 +61,7 @@ async def logout(request: web.Request) -> web.Response:
     user = await accounts.current_user(request)
     form = await request.post()
     if user is not None:
-        accounts.check_csrf(request, user["csrf"], str(form.get("csrf", "")))
+        accounts.check_csrf(request, user.csrf, str(form.get("csrf", "")))
     response = web.HTTPSeeOther("/login")
     await accounts.sign_out(request, response)
     raise response

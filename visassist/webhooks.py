@@ -31,11 +31,11 @@ import aiohttp
 
 from visassist.adapters import Adapter, AdapterError
 from visassist.events import WEBHOOK_TYPES, Event
-from visassist.models import Recording, Session, Snapshot, iso, utcnow
+from visassist.models import DueDelivery, Recording, Session, Snapshot, iso, utcnow
 from visassist.schemas import RecordingOut, SnapshotOut, api_folder
 
 if TYPE_CHECKING:
-    from visassist.store.base import Store
+    from visassist.store.base import OutboxSource, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Outbox:
     subscribed endpoint. An event is marked in the store until it is handed over, so events recorded
     just before a crash are enqueued at the next start (catch_up)."""
 
-    def __init__(self, store: Store, base: str) -> None:
+    def __init__(self, store: OutboxSource, base: str) -> None:
         self.store = store
         self.base = base  # absolute links in payloads
 
@@ -141,7 +141,7 @@ class Backoff:
 class Dispatcher:
     """Sends due deliveries; wakes at once when an event is recorded, else polls every second."""
 
-    def __init__(self, store: Store, backoff: Backoff, timeout: float = 10.0) -> None:
+    def __init__(self, store: OutboxStore, backoff: Backoff, timeout: float = 10.0) -> None:
         self.adapters: dict[str, Adapter] = {}  # by URL scheme: help desks spoken to in their own API
         self.store = store
         self.backoff = backoff
@@ -186,22 +186,22 @@ class Dispatcher:
         await asyncio.gather(*(self._deliver(d) for d in due))
         return len(due)
 
-    async def _deliver(self, delivery: dict[str, Any]) -> None:
-        body = delivery["payload"].encode()
+    async def _deliver(self, delivery: DueDelivery) -> None:
+        body = delivery.payload.encode()
         headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: sign(delivery["secret"], body, int(time.time())),
-                   "Visassist-Event-Id": f"evt_{delivery['event_seq']}",
-                   "Visassist-Event-Type": delivery["type"],
-                   "Visassist-Delivery": str(delivery["id"])}
+                   SIGNATURE_HEADER: sign(delivery.secret, body, int(time.time())),
+                   "Visassist-Event-Id": f"evt_{delivery.event_seq}",
+                   "Visassist-Event-Type": delivery.type,
+                   "Visassist-Delivery": str(delivery.id)}
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
-        adapter = self.adapters.get(delivery["url"].split(":", 1)[0])
+        adapter = self.adapters.get(delivery.url.split(":", 1)[0])
         try:
             if adapter is not None:
                 status = await adapter.deliver(json.loads(body))
             else:
-                async with self.http.post(delivery["url"], data=body, headers=headers) as response:
+                async with self.http.post(delivery.url, data=body, headers=headers) as response:
                     status = response.status
                     await response.read()
                     if not 200 <= status < 300:
@@ -212,14 +212,14 @@ class Dispatcher:
             error = f"{type(exc).__name__}: {exc}"[:300]
         duration_ms = int((time.monotonic() - started) * 1000)
         now = utcnow()
-        attempts = delivery["attempts"] + 1
-        give_up = error is not None and now - delivery["created_at"] > timedelta(
+        attempts = delivery.attempts + 1
+        give_up = error is not None and now - delivery.created_at > timedelta(
             seconds=self.backoff.give_up_after)
         retry_at = now + timedelta(seconds=self.backoff.delay(attempts))
-        await self.store.record_attempt(delivery["id"], now, status, error, duration_ms,
+        await self.store.record_attempt(delivery.id, now, status, error, duration_ms,
                                         retry_at=None if error is None else retry_at, give_up=give_up)
         if error:
-            log.info("webhook %s to %s failed (%s); attempt %d", delivery["id"], delivery["url"], error,
+            log.info("webhook %s to %s failed (%s); attempt %d", delivery.id, delivery.url, error,
                      attempts)
 
 

@@ -16,7 +16,7 @@ import aiohttp
 
 from visassist.adapters import AdapterError
 from visassist.blobs import BlobStore
-from visassist.store.base import Store
+from visassist.store.base import SessionReads
 
 TICKET_NUMBER = re.compile(r"^(?:ZD-?)?(\d{1,18})$", re.IGNORECASE)
 
@@ -52,7 +52,7 @@ def note(event: dict[str, Any], record_url: str) -> str:
 class ZendeskAdapter:
     scheme = "zendesk"
 
-    def __init__(self, config: ZendeskConfig, store: Store, blobs: BlobStore, public_base: str,
+    def __init__(self, config: ZendeskConfig, store: SessionReads, blobs: BlobStore, public_base: str,
                  http: aiohttp.ClientSession) -> None:
         self.config = config
         self.store = store

@@ -1,0 +1,53 @@
+"""SQLite, the embedded default: one module per aggregate over one shared database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiosqlite
+
+from visassist.store.base import AccountStore, ApiKeyStore, AuditLog, OutboxStore, SessionStore, Store
+from visassist.store.sqlite.accounts import SqliteAccounts
+from visassist.store.sqlite.api_keys import SqliteApiKeys
+from visassist.store.sqlite.audit import SqliteAudit
+from visassist.store.sqlite.database import MIGRATIONS, Database
+from visassist.store.sqlite.outbox import SqliteOutbox
+from visassist.store.sqlite.sessions import SqliteSessions
+
+__all__ = ["MIGRATIONS", "Database", "SqliteStore"]
+
+
+class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+    """Every aggregate over one database (one connection, one write lock), so a write that spans two
+    (a user created and its audit entry) is still one transaction."""
+
+    def __init__(self, path: Path, public_base: str = "http://127.0.0.1:8080") -> None:
+        database = Database(path)
+        for part in (SqliteSessions, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+            part.__init__(self, database)
+        SqliteOutbox.__init__(self, database, public_base)
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        return self.database.db
+
+    async def open(self) -> None:
+        await self.database.open()
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    async def prune(self, idempotency_before: datetime, login_failures_before: datetime) -> dict[str, int]:
+        return {"idempotency_keys": await self.prune_idempotency_keys(idempotency_before),
+                "login_failures": await self.prune_login_failures(login_failures_before)}
+
+
+if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these assignments)
+    _sessions: type[SessionStore] = SqliteSessions
+    _outbox: type[OutboxStore] = SqliteOutbox
+    _accounts: type[AccountStore] = SqliteAccounts
+    _api_keys: type[ApiKeyStore] = SqliteApiKeys
+    _audit: type[AuditLog] = SqliteAudit
+    _store: type[Store] = SqliteStore
