@@ -36,7 +36,7 @@ from visassist.models import (
     stamp,
     utcnow,
 )
-from visassist.store.base import ConstraintViolation, DuplicateKey
+from visassist.store.base import ConstraintViolation, DuplicateKey, StoreError
 from visassist.tasks import finish
 
 # Each entry moves the schema one version on; PRAGMA user_version records where a database is.
@@ -337,10 +337,9 @@ async def _insert_participant(db: aiosqlite.Connection, participant: Participant
          token_digest, _ts(participant.created_at)))
 
 
-def _domain_error(exc: sqlite3.IntegrityError) -> Exception:
-    if isinstance(exc, DuplicateKey | ConstraintViolation):
-        return exc
-    if "UNIQUE constraint failed" in str(exc):
+def _domain_error(exc: sqlite3.IntegrityError) -> StoreError:
+    # Callers catch domain errors only; the driver's exception stays reachable as __cause__.
+    if "UNIQUE constraint failed" in str(exc):  # primary keys too
         return DuplicateKey(str(exc))
     return ConstraintViolation(str(exc))
 
