@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 class WebhookContext(Protocol):
     """What a webhook body may show besides the event: the session's media, as receivers see it."""
 
-    def snapshot(self, snapshot_id: str) -> dict[str, Any] | None: ...
+    async def snapshot(self, snapshot_id: str) -> dict[str, Any] | None: ...
 
-    def snapshots(self) -> list[dict[str, Any]]: ...
+    async def snapshots(self) -> list[dict[str, Any]]: ...
 
-    def recordings(self) -> list[dict[str, Any]]: ...
+    async def recordings(self) -> list[dict[str, Any]]: ...
 
 
 class EventData(BaseModel):
@@ -73,7 +73,7 @@ class EventData(BaseModel):
             return self
         return self.model_copy(update={name: None for name in self.personal} | {"erased": True})
 
-    def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
+    async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         """The `data` of this event's webhook; the event's own data unless a type says otherwise."""
         return self.public()
 
@@ -105,7 +105,7 @@ class SessionCreated(EventData):
     tier: int
     expires_at: str
 
-    def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
+    async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         return {"tier": self.tier, "expires_at": self.expires_at}
 
     @classmethod
@@ -124,9 +124,9 @@ class SessionEnded(EventData):
     notes: str | None = None
     duration_seconds: float | None = None
 
-    def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
+    async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "notes": self.notes, "duration_seconds": self.duration_seconds,
-                "snapshots": context.snapshots(), "recordings": context.recordings()}
+                "snapshots": await context.snapshots(), "recordings": await context.recordings()}
 
 
 @_event
@@ -150,7 +150,7 @@ class SessionRated(EventData):
     rating: int
     comment: str | None = None
 
-    def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
+    async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         return {"rating": self.rating, "comment": self.comment or ""}
 
 
@@ -300,8 +300,8 @@ class SnapshotCaptured(EventData):
     height: int
     shapes: int
 
-    def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
-        return {"snapshot": context.snapshot(self.snapshot_id)}
+    async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
+        return {"snapshot": await context.snapshot(self.snapshot_id)}
 
 
 @_event

@@ -127,10 +127,6 @@ class EventOut(_Out):
     actor: str
     data: dict[str, Any]
 
-    @classmethod
-    def of(cls, event: Event) -> EventOut:
-        return cls.model_validate(event.public())
-
 
 class ChatMessageOut(_Out):
     id: int

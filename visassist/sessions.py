@@ -47,7 +47,6 @@ from visassist.models import (
 )
 from visassist.schemas import (
     ChatMessageOut,
-    EventOut,
     RecordingOut,
     SessionSummaryOut,
     SnapshotOut,
@@ -205,7 +204,7 @@ class SessionService:
             {"id": p.id, "role": p.role.value, "name": p.name, "connected": p.id in connected}
             for p in participants
         ]
-        body["events"] = [EventOut.of(e).model_dump(mode="json") for e in events]
+        body["events"] = [e.public() for e in events]  # schemas.EventOut's shape
         rating = await self.store.rating(session.id)
         body["rating"] = None if rating is None else {"rating": rating.rating, "comment": rating.comment,
                                                       "at": iso(rating.at)}

@@ -31,11 +31,11 @@ import aiohttp
 
 from visassist.adapters import Adapter, AdapterError
 from visassist.events import WEBHOOK_TYPES, Event
-from visassist.models import DueDelivery, Recording, Session, Snapshot, iso, utcnow
+from visassist.models import DueDelivery, Session, iso, utcnow
 from visassist.schemas import RecordingOut, SnapshotOut, api_folder
 
 if TYPE_CHECKING:
-    from visassist.store.base import OutboxSource, OutboxStore
+    from visassist.store.base import OutboxSource, OutboxStore, SessionReads
 
 log = logging.getLogger(__name__)
 
@@ -70,31 +70,34 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: int = TOLERANCE_
 
 @dataclass(frozen=True)
 class _Media:
-    """A session's snapshots and recordings as a webhook receiver sees them (absolute URLs)."""
+    """A session's snapshots and recordings as a webhook receiver sees them (absolute URLs), read
+    only by the events whose body shows them."""
 
-    session: Session
-    stored: list[Snapshot]
-    recorded: list[Recording]
+    store: SessionReads
+    session_id: str
     base: str
 
-    def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
-        return next((s for s in self.snapshots() if s["id"] == snapshot_id), None)
+    async def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        snapshot = await self.store.snapshot(self.session_id, snapshot_id)
+        folder = api_folder(self.session_id, "snapshots", self.base)
+        return None if snapshot is None else SnapshotOut.of(snapshot, folder).model_dump(mode="json")
 
-    def snapshots(self) -> list[dict[str, Any]]:
-        folder = api_folder(self.session.id, "snapshots", self.base)
-        return [SnapshotOut.of(s, folder).model_dump(mode="json") for s in self.stored]
+    async def snapshots(self) -> list[dict[str, Any]]:
+        folder = api_folder(self.session_id, "snapshots", self.base)
+        return [SnapshotOut.of(s, folder).model_dump(mode="json")
+                for s in await self.store.snapshots(self.session_id)]
 
-    def recordings(self) -> list[dict[str, Any]]:
-        folder = api_folder(self.session.id, "recordings", self.base)
-        return [RecordingOut.of(r, folder).model_dump(mode="json") for r in self.recorded]
+    async def recordings(self) -> list[dict[str, Any]]:
+        folder = api_folder(self.session_id, "recordings", self.base)
+        return [RecordingOut.of(r, folder).model_dump(mode="json")
+                for r in await self.store.recordings(self.session_id)]
 
 
-def payload(event: Event, session: Session, snapshots: list[Snapshot], recordings: list[Recording],
-            base: str) -> dict[str, Any]:
+async def payload(event: Event, session: Session, store: SessionReads, base: str) -> dict[str, Any]:
     """The webhook body for one timeline event; what `data` carries is the event model's to say."""
     return {"id": f"evt_{event.seq}", "type": event.type.value, "created_at": iso(event.at),
             "session_id": session.id, "ticket_id": session.ticket_id,
-            "data": event.data.webhook_body(_Media(session, snapshots, recordings, base))}
+            "data": await event.data.webhook_body(_Media(store, session.id, base))}
 
 
 class Outbox:
@@ -110,15 +113,18 @@ class Outbox:
         if not event.data.webhook:
             return
         session = await self.store.get_session(event.session_id)
-        if session is None:
+        if session is None:  # sessions are never deleted (erasure anonymises them)
+            log.warning("event %d: no session %s, no webhook", event.seq, event.session_id)
             return
-        body = payload(event, session, await self.store.snapshots(session.id),
-                       await self.store.recordings(session.id), self.base)
+        body = await payload(event, session, self.store, self.base)
         await self.store.enqueue_deliveries(event, event.type.value, encode(body))
 
     async def catch_up(self) -> int:
-        handed = 0
+        handed, previous = 0, None
         while pending := await self.store.outbox_pending(limit=100):
+            if [e.seq for e in pending] == previous:
+                break  # none of these could be handed over: do not spin at start-up
+            previous = [e.seq for e in pending]
             for event in pending:
                 await self(event)
             handed += len(pending)

@@ -27,7 +27,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, AudioResampler, Packet
 
-from visassist.media.encoded import EncodedFrame
+from visassist.media.encoded import EncodedFrame, Timeline
 
 RATE = 48_000
 PTIME = 0.020
@@ -116,10 +116,7 @@ class VoiceTrack(MediaStreamTrack):
         self._forwarding: Voice | None = None
         self._packets: deque[tuple[Voice, int, EncodedFrame]] = deque(maxlen=MAX_PACKETS)
         self._wake = asyncio.Event()
-        self._epoch = time.monotonic()
-        self._last: int | None = None  # the last timestamp sent
-        self._stream: tuple[int, int] | None = None  # the forwarded voice our offset belongs to
-        self._offset = 0
+        self._timeline = Timeline(RATE)
 
     def deliver(self, voice: Voice, frame: EncodedFrame) -> None:
         if voice is self._forwarding:
@@ -156,9 +153,6 @@ class VoiceTrack(MediaStreamTrack):
         if voice is not None:
             voice._listeners.add(self)
 
-    def _now(self) -> int:
-        return int((time.monotonic() - self._epoch) * RATE)
-
     async def _forwarded(self, voice: Voice) -> Packet[Any] | None:
         """The next packet of `voice`, or None after IDLE_POLL without one (to look at who speaks)."""
         self._forward(voice)
@@ -170,28 +164,19 @@ class VoiceTrack(MediaStreamTrack):
             if not self._packets:
                 return None
         source, generation, frame = self._packets.popleft()
-        stream = (id(source), generation)
-        if stream != self._stream:
-            # Another voice (or the same one reconnected): continue our timeline from now on.
-            start = self._now() if self._last is None else max(self._now(), self._last + SAMPLES)
-            self._offset = start - frame.timestamp
-            self._stream = stream
-        timestamp = frame.timestamp + self._offset
-        if self._last is not None and timestamp <= self._last:
-            timestamp = self._last + 1
-        self._last = timestamp
-        return frame.packet(timestamp)
+        # Another voice (or the same one reconnected) continues our timeline from now on.
+        return frame.packet(self._timeline.stamp((id(source), generation), frame.timestamp, SAMPLES))
 
     async def _mixed(self, speakers: list[Voice]) -> AudioFrame:
         for speaker in speakers:
             speaker.want_pcm()
-        self._stream = None
-        now = self._now()
-        timestamp = now if self._last is None else self._last + SAMPLES
+        timeline = self._timeline
+        now = timeline.now()
+        timestamp = now if timeline.last is None else timeline.last + SAMPLES
         if timestamp < now - int(IDLE_POLL * RATE):
             timestamp = now  # back from a quiet spell: keep the RTP clock on wall time, skip the gap
-        await asyncio.sleep(max(0.0, self._epoch + timestamp / RATE - time.monotonic()))
-        self._last = timestamp
+        await asyncio.sleep(max(0.0, timeline.epoch + timestamp / RATE - time.monotonic()))
+        timeline.own(timestamp)
         mix = np.zeros(SAMPLES, dtype=np.int32)
         for speaker in speakers:
             chunk = speaker.take(SAMPLES)

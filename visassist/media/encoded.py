@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -57,6 +58,40 @@ class EncodedFrame:
         packet.pts = timestamp
         packet.time_base = Fraction(1, self.clock_rate)
         return packet
+
+
+class Timeline:
+    """One rising RTP timeline for an outgoing track fed by streams that change (another source, a
+    sender that reconnected): each new stream is shifted to continue from now, keeping its own spacing
+    between frames, and no timestamp ever goes back."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.epoch = time.monotonic()
+        self.last: int | None = None  # the last timestamp given out
+        self._stream: object = None  # the stream our offset belongs to
+        self._offset = 0
+
+    def now(self) -> int:
+        return int((time.monotonic() - self.epoch) * self.rate)
+
+    def stamp(self, stream: object, timestamp: int, gap: int) -> int:
+        """Our timestamp for a frame of `stream`; `gap` is the least step after another stream."""
+        if stream != self._stream:
+            now = self.now()
+            self._offset = (now if self.last is None else max(now, self.last + gap)) - timestamp
+            self._stream = stream
+        timestamp += self._offset
+        if self.last is not None and timestamp <= self.last:
+            timestamp = self.last + 1
+        self.last = timestamp
+        return timestamp
+
+    def own(self, timestamp: int) -> int:
+        """A timestamp of our own making (a mix): the next forwarded stream starts afresh."""
+        self._stream = None
+        self.last = timestamp
+        return timestamp
 
 
 def vp8_keyframe_size(data: bytes) -> tuple[int, int] | None:

@@ -26,7 +26,7 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet, VideoFrame
 
-from visassist.media.encoded import EncodedFrame
+from visassist.media.encoded import EncodedFrame, Timeline
 from visassist.media.pictures import Pictures
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,7 @@ class FeedTrack(MediaStreamTrack):
         self._queue: deque[tuple[EncodedFrame, int]] = deque()
         self._wake = asyncio.Event()
         self._want_keyframe = True
-        self._stream: tuple[int, int] | None = None  # (feed, generation) our timeline is based on
-        self._offset = 0
-        self._last: int | None = None
-        self._epoch = time.monotonic()
+        self._timeline = Timeline(CLOCK_RATE)
         self.watch(feed)
 
     @property
@@ -218,16 +215,5 @@ class FeedTrack(MediaStreamTrack):
         self._wake.set()
 
     def _stamp(self, frame: EncodedFrame, generation: int) -> Packet[Any]:
-        # One timeline per viewer: a new sender track or another source continues it from now on,
-        # keeping the sender's own spacing between frames within a stream.
-        stream = (id(self._feed), generation)
-        if stream != self._stream:
-            now = int((time.monotonic() - self._epoch) * CLOCK_RATE)
-            base = now if self._last is None else max(now, self._last + 1)
-            self._offset = base - frame.timestamp
-            self._stream = stream
-        timestamp = frame.timestamp + self._offset
-        if self._last is not None and timestamp <= self._last:
-            timestamp = self._last + 1
-        self._last = timestamp
-        return frame.packet(timestamp)
+        # One timeline per viewer: a new sender track or another source continues it from now on.
+        return frame.packet(self._timeline.stamp((id(self._feed), generation), frame.timestamp, 1))

@@ -134,7 +134,6 @@ class OutboxStore(Protocol):
     """Webhook endpoints and the outbox: the subscriber hands each webhook event over once, the
     dispatcher sends what is due, oldest first per session and endpoint."""
 
-    public_base: str
     on_enqueue: Callable[[], None] | None
 
     async def enqueue_deliveries(self, event: Event, type: str, payload: str) -> int: ...

@@ -23,11 +23,10 @@ class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, S
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
-    def __init__(self, path: Path, public_base: str = "http://127.0.0.1:8080") -> None:
+    def __init__(self, path: Path) -> None:
         database = Database(path)
-        for part in (SqliteSessions, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
             part.__init__(self, database)
-        SqliteOutbox.__init__(self, database, public_base)
 
     @property
     def db(self) -> aiosqlite.Connection:

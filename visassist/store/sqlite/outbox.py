@@ -21,9 +21,8 @@ from visassist.store.sqlite.database import (
 
 
 class SqliteOutbox:
-    def __init__(self, database: Database, public_base: str = "http://127.0.0.1:8080") -> None:
+    def __init__(self, database: Database) -> None:
         self.database = database
-        self.public_base = public_base  # absolute links in webhook payloads
         self.on_enqueue: Callable[[], None] | None = None  # the webhook dispatcher's wake-up
 
     @shielded
