@@ -30,6 +30,33 @@ let sharing = null; // MediaStream of this agent's shared screen
 let editing = null; // the stored snapshot being annotated, or null for the live picture
 let iceServers = [];
 
+// Frames the video actually presents: a picture that stopped says so, never "Live" over a still image.
+// (Browsers without requestVideoFrameCallback rely on the server saying the source stalled.)
+const PAUSED_AFTER_MS = { camera: 1500, screen: 4000 };
+let lastFrameAt = 0;
+let frameCallback = null;
+function watchFrames() {
+  if (!video.requestVideoFrameCallback) return;
+  if (frameCallback !== null) video.cancelVideoFrameCallback(frameCallback);
+  frameCallback = video.requestVideoFrameCallback(() => {
+    frameCallback = null;
+    const wasPaused = picturePaused();
+    lastFrameAt = performance.now();
+    if (wasPaused) renderState();
+    watchFrames();
+  });
+}
+function picturePaused() {
+  const current = media[watching];
+  if (current.state === "stalled") return true;
+  if (!video.requestVideoFrameCallback || document.hidden) return false;
+  return current.state === "live" && performance.now() - lastFrameAt > PAUSED_AFTER_MS[watching];
+}
+setInterval(() => {
+  if (picturePaused() !== ($("connection-state").dataset.paused === "true")) renderState();
+  if (frameCallback === null) watchFrames();
+}, 250);
+
 // Connection state, in words an agent reads at a glance.
 function renderState() {
   const el = $("connection-state");
@@ -37,21 +64,25 @@ function renderState() {
   const customerConnected = people.some((p) => p.role === "customer" && p.connected);
   let text;
   let tone = "info";
+  const paused = !ended && signalling.open && peerState === "connected" && picturePaused();
+  el.dataset.paused = String(paused);
   if (ended) text = "Session ended";
   else if (!signalling.open) [text, tone] = ["Reconnecting to the server…", "warn"];
-  else if (current.state === "live" && peerState === "connected") {
+  else if (peerState === "failed") [text, tone] = ["Reconnecting…", "warn"];
+  else if (paused) [text, tone] = ["Picture paused: weak connection", "warn"];
+  else if (current.state !== "none" && peerState === "connected") {
     [text, tone] = [`Live · ${watching === Source.SCREEN ? "screen" : "camera"} ${current.width}×${current.height}${frozen ? " · frozen" : ""}`, "ok"];
-  } else if (current.state === "live") text = "Customer is live · connecting video…";
+  } else if (current.state !== "none") text = "Customer is live · connecting video…";
   else if (customerConnected) text = watching === Source.SCREEN ? "Customer is not sharing a screen" : "Customer joined · waiting for camera…";
   else text = "Waiting for the customer to join";
   el.textContent = text;
   el.dataset.tone = tone;
-  const live = !ended && current.state === "live";
+  const live = !ended && current.state !== "none";
   $("snapshot").disabled = !live && !editing;
   $("freeze").disabled = !live;
-  $("hd-photo").disabled = ended || !customerConnected || media.camera.state !== "live";
-  $("source-camera").disabled = media.camera.state !== "live" && watching !== Source.CAMERA;
-  $("source-screen").disabled = media.screen.state !== "live" && watching !== Source.SCREEN;
+  $("hd-photo").disabled = ended || !customerConnected || media.camera.state === "none";
+  $("source-camera").disabled = media.camera.state === "none" && watching !== Source.CAMERA;
+  $("source-screen").disabled = media.screen.state === "none" && watching !== Source.SCREEN;
 }
 
 function setupPeer(pc) {
@@ -71,6 +102,8 @@ peer.addEventListener("track", ({ detail }) => {
   }
   video.srcObject = new MediaStream([detail.track]);
   video.play().catch(() => {});
+  lastFrameAt = performance.now(); // a new stream: give its first frame time to come
+  watchFrames();
 });
 peer.addEventListener("state", ({ detail }) => {
   peerState = detail;
@@ -90,14 +123,15 @@ signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
   else microphone.restate();
   renderState();
 });
-signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
+signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp, detail.id));
 signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => renderPresence(detail.participants));
 signalling.addEventListener(ServerMessage.MEDIA, ({ detail }) => {
+  const started = media[detail.source].state === "none" && detail.state !== "none";
   media[detail.source] = detail;
-  if (detail.source === Source.SCREEN && detail.state === "live" && watching !== Source.SCREEN) {
+  if (detail.source === Source.SCREEN && started && watching !== Source.SCREEN) {
     notify("The customer is sharing their screen: choose Screen to watch it.");
   }
-  if (detail.source === Source.SCREEN && detail.state !== "live" && watching === Source.SCREEN) watch(Source.CAMERA);
+  if (detail.source === Source.SCREEN && detail.state === "none" && watching === Source.SCREEN) watch(Source.CAMERA);
   renderState();
 });
 signalling.addEventListener(ServerMessage.SNAPSHOT_STORED, ({ detail }) => {
@@ -145,6 +179,10 @@ signalling.addEventListener(ServerMessage.ERROR, ({ detail }) => {
   if ([ErrorCode.SESSION_ENDED, ErrorCode.SESSION_EXPIRED, ErrorCode.SESSION_REVOKED].includes(detail.code)) {
     ended = true;
     renderState();
+  }
+  if (detail.code === ErrorCode.MEDIA_FAILED && detail.ref === ClientMessage.OFFER) {
+    peer.retry(); // the server lost our media connection: a fresh one, no need to tell the agent
+    return;
   }
   if (pending.has(detail.ref)) pending.delete(detail.ref);
   notify(detail.message, "error");
@@ -447,3 +485,8 @@ for (const tool of TOOLS) if (!document.querySelector(`[data-tool="${tool}"]`)) 
 selectTool("arrow");
 renderState();
 signalling.connect();
+// A laptop that changed networks or woke from sleep: reconnect at once rather than trust the old socket.
+window.addEventListener("online", () => signalling.reconnectNow());
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !ended && peerState === "failed") peer.retry();
+});

@@ -22,6 +22,21 @@ function status(text, tone = "info") {
   el.dataset.tone = tone;
 }
 
+// What the customer is told about the call, from what is true now: the socket, the media connection,
+// and whether the server is receiving the picture (it says when frames stop arriving).
+const PAUSED = "Picture paused: weak connection";
+const link = { stalled: false, cameraRestarting: false };
+function showLink() {
+  if (!signalling || !peer) return;
+  const state = peer.state;
+  if (link.cameraRestarting) status("The camera stopped: starting it again…", "warn");
+  else if (!signalling.open && !navigator.onLine) status("You're offline. We'll reconnect when the network is back.", "warn");
+  else if (!signalling.open || !welcomed || state === "failed") status("Reconnecting…", "warn");
+  else if (state === "disconnected" || (state === "connected" && link.stalled)) status(PAUSED, "warn");
+  else if (state === "connected") status("Live: the agent can see your camera", "ok");
+  else status("Connecting…");
+}
+
 let toastTimer = null;
 function toast(text) {
   const el = $("toast");
@@ -136,9 +151,8 @@ function connect() {
   microphone = new Microphone(signalling);
   peer = new ServerPeer(signalling, setupPeer);
   peer.addEventListener("state", ({ detail }) => {
-    if (detail === "connected") status("Live: the agent can see your camera", "ok");
-    else if (detail === "connecting" || detail === "new") status("Connecting…");
-    else if (detail === "disconnected" || detail === "failed") status("Connection lost, reconnecting…", "warn");
+    if (detail === "connecting" || detail === "failed") link.stalled = false; // a new picture is on its way
+    showLink();
   });
   peer.addEventListener("track", ({ detail }) => {
     if (detail.track.kind === "audio") {
@@ -159,6 +173,7 @@ function connect() {
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     iceServers = detail.ice_servers;
     welcomed = true;
+    link.stalled = false;
     me = detail.participant.id;
     voice.update(detail.participants, me);
     showPresence(detail.participants);
@@ -167,13 +182,20 @@ function connect() {
     else microphone.restate();
     startPeer();
   });
-  signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp));
+  signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp, detail.id));
   signalling.addEventListener(ServerMessage.PRESENCE, ({ detail }) => {
     voice.update(detail.participants, me);
     showPresence(detail.participants);
   });
   signalling.addEventListener(ServerMessage.MEDIA, ({ detail }) => {
-    if (detail.source !== Source.STAFF_SCREEN) return;
+    if (detail.source !== Source.STAFF_SCREEN) {
+      // The picture we send: is it reaching the server?
+      if (detail.source === (screen && !camera ? Source.SCREEN : Source.CAMERA)) {
+        link.stalled = detail.state === "stalled";
+        showLink();
+      }
+      return;
+    }
     const live = detail.state === "live";
     $("staff-screen-box").hidden = !live;
     if (live) {
@@ -195,8 +217,9 @@ function connect() {
   });
   signalling.addEventListener("reconnecting", () => {
     welcomed = false;
-    status("Connection lost, reconnecting…", "warn");
+    link.stalled = false;
     peer.close();
+    showLink();
   });
   signalling.addEventListener(ServerMessage.ENDED, ({ detail }) => {
     if (detail.status === "expired") finish("This session has expired", "Thank you. If you still need help, reply to your support ticket.");
@@ -213,6 +236,7 @@ function connect() {
     else if (detail.code === ErrorCode.INVALID_TOKEN) finish("This link isn't valid", "Ask your support contact for a new link.");
     else if (detail.code === ErrorCode.REPLACED) finish("Opened somewhere else", "This link was opened on another screen, so it stopped here.");
     else if (detail.code === ErrorCode.SERVER_BUSY) toast("We're very busy right now: trying again in a moment…");
+    else if (detail.code === ErrorCode.MEDIA_FAILED && detail.ref === ClientMessage.OFFER) peer.retry();
     else if (detail.ref === ClientMessage.CHAT) toast(`Message not sent: ${detail.message}`);
   });
   new ChatPanel(signalling, {
@@ -249,7 +273,7 @@ async function join() {
   }
   showCamera();
   show("live");
-  status("Connecting…");
+  showLink();
   startPeer();
   reportCamera();
 }
@@ -259,11 +283,42 @@ function showCamera() {
   video.srcObject = camera;
   // iOS Safari plays inline only when muted + playsinline, and only after a user gesture (the tap).
   video.play().catch(() => {});
-  camera.getVideoTracks()[0]?.addEventListener("ended", () => {
-    camera = null;
-    peer?.close();
-    problem("The camera stopped", "Your camera was turned off or taken by another app. Tap Try again.");
+  const track = camera.getVideoTracks()[0];
+  track?.addEventListener("ended", () => {
+    if (camera?.getVideoTracks()[0] === track) restartCamera();
   });
+}
+
+// The camera stopped under us (another app took it, the phone suspended it in the background, the
+// device went away): start it again by ourselves, a few times, before asking the customer to.
+const CAMERA_RETRY_MS = [0, 1000, 2000, 4000];
+async function restartCamera() {
+  if (link.cameraRestarting) return;
+  link.cameraRestarting = true;
+  showLink();
+  camera = null;
+  for (const wait of CAMERA_RETRY_MS) {
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    if (document.hidden) await new Promise((resolve) => document.addEventListener("visibilitychange", resolve, { once: true }));
+    try {
+      const next = await openCamera();
+      if (!$("view-finished").hidden) return next.getTracks().forEach((t) => t.stop()); // left meanwhile
+      camera = next;
+      link.cameraRestarting = false;
+      showCamera();
+      // Connected: the new track goes on the same section, with no new offer.
+      if (peer.state === "connected" && cameraSection) await cameraSection.sender.replaceTrack(camera.getVideoTracks()[0]);
+      else startPeer();
+      showLink();
+      reportCamera();
+      return;
+    } catch {
+      // try again
+    }
+  }
+  link.cameraRestarting = false;
+  peer?.close();
+  problem("The camera stopped", "Your camera was turned off or taken by another app. Tap Try again.");
 }
 
 // Microphone: off unless the session asked for it or the customer turns it on.
@@ -414,5 +469,15 @@ if (canShareScreen) {
   $("screen-share").hidden = true;
   $("screen-share-note").hidden = false;
 }
-window.addEventListener("offline", () => status("You're offline. We'll reconnect when the network is back.", "warn"));
+// The phone changed networks or came back online: reconnect at once instead of waiting on a socket
+// that may be dead. Back from the background: check the camera and the connection.
+window.addEventListener("offline", showLink);
+window.addEventListener("online", () => signalling?.reconnectNow());
+navigator.connection?.addEventListener?.("change", () => signalling?.reconnectNow());
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden || !signalling || !welcomed) return;
+  if (camera && camera.getVideoTracks()[0]?.readyState === "ended") restartCamera();
+  else if (!signalling.open) signalling.reconnectNow();
+  else if (peer.state === "failed" || peer.state === "closed") peer.retry();
+});
 show("consent");

@@ -1,8 +1,13 @@
 // One RTCPeerConnection to the server. The offer goes out at once and candidates trickle after it,
-// so joining does not wait for ICE gathering. A failed connection is rebuilt with a fresh offer.
+// so joining does not wait for ICE gathering. A failed connection is rebuilt with a fresh offer, after
+// a pause that grows while attempts keep failing (a network that is down must not be hammered).
 // prepare() builds the connection ahead of time (while the camera starts and the socket says hello),
 // so the browser's media setup is not on the path to the first frame.
 import { ClientMessage } from "./protocol.js";
+
+// Milliseconds before each new attempt after a failure; the last is the longest wait, so media is back
+// within about that long of the network returning.
+const RETRY_MS = [0, 500, 1000, 2000];
 
 export class ServerPeer extends EventTarget {
   #signalling;
@@ -10,6 +15,9 @@ export class ServerPeer extends EventTarget {
   #iceServers = [];
   #named = new Map();
   #fresh = false; // built by prepare() and not offered yet
+  #offerId = 0; // the offer the server's next answer must carry
+  #failures = 0;
+  #retry = null;
   pc = null;
 
   // setup(pc) adds the transceivers this side sends or receives, and may return a Map from each
@@ -26,6 +34,8 @@ export class ServerPeer extends EventTarget {
 
   // rebuild: the sections changed (a screen share started or stopped), so a prepared one won't do.
   async start(iceServers, { rebuild = false } = {}) {
+    clearTimeout(this.#retry);
+    this.#retry = null;
     this.#iceServers = iceServers || [];
     if (!this.pc || !this.#fresh || rebuild) {
       this.close();
@@ -35,9 +45,23 @@ export class ServerPeer extends EventTarget {
     const pc = this.pc;
     pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.#iceServers });
     await pc.setLocalDescription(await pc.createOffer());
+    if (this.pc !== pc) return; // replaced while the offer was made
     const sources = {};
     for (const [transceiver, source] of this.#named) if (transceiver.mid) sources[transceiver.mid] = source;
-    this.#signalling.send({ type: ClientMessage.OFFER, sdp: pc.localDescription.sdp, sources });
+    this.#offerId += 1;
+    this.#signalling.send({ type: ClientMessage.OFFER, sdp: pc.localDescription.sdp, sources, id: this.#offerId });
+  }
+
+  // The connection failed (or the server said it could not serve it): try again with a fresh offer,
+  // waiting longer each time it fails in a row.
+  retry() {
+    if (this.#retry !== null || !this.#signalling.open) return;
+    const delay = RETRY_MS[Math.min(this.#failures, RETRY_MS.length - 1)];
+    this.#failures += 1;
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      if (this.#signalling.open) this.start(this.#iceServers).catch(() => this.retry());
+    }, delay);
   }
 
   #build() {
@@ -55,8 +79,9 @@ export class ServerPeer extends EventTarget {
     });
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc !== pc) return;
+      if (pc.connectionState === "connected") this.#failures = 0;
       this.dispatchEvent(new CustomEvent("state", { detail: pc.connectionState }));
-      if (pc.connectionState === "failed" && this.#signalling.open) this.start(this.#iceServers);
+      if (pc.connectionState === "failed") this.retry();
     });
     pc.addEventListener("track", (event) => {
       this.dispatchEvent(new CustomEvent("track", { detail: event }));
@@ -64,9 +89,19 @@ export class ServerPeer extends EventTarget {
     this.#named = this.#setup(pc) ?? new Map();
   }
 
-  async accept(sdp) {
-    if (!this.pc || this.pc.signalingState !== "have-local-offer") return;
-    await this.pc.setRemoteDescription({ type: "answer", sdp });
+  // The server's answer; one to an older offer (or to none) is ignored.
+  async accept(sdp, id) {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== "have-local-offer" || (id != null && id !== this.#offerId)) return;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp });
+    } catch {
+      if (this.pc === pc) this.retry();
+    }
+  }
+
+  get state() {
+    return this.pc?.connectionState ?? "new";
   }
 
   // The outbound video of one source, for stats and encoding parameters.
@@ -75,6 +110,8 @@ export class ServerPeer extends EventTarget {
   }
 
   close() {
+    clearTimeout(this.#retry);
+    this.#retry = null;
     if (this.pc) {
       const pc = this.pc;
       this.pc = null;

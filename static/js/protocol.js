@@ -7,6 +7,7 @@ export const ClientMessage = Object.freeze({
   HELLO: "hello",
   OFFER: "offer",
   ICE: "ice",
+  PING: "ping",
   SNAPSHOT: "snapshot",
   ANNOTATE: "annotate",
   END: "end",
@@ -28,6 +29,7 @@ export const ClientMessage = Object.freeze({
 export const ServerMessage = Object.freeze({
   WELCOME: "welcome",
   ANSWER: "answer",
+  PONG: "pong",
   PRESENCE: "presence",
   MEDIA: "media",
   SNAPSHOT_STORED: "snapshot.stored",

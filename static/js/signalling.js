@@ -1,7 +1,14 @@
 // The signalling socket: hello handshake, typed messages, automatic reconnection with backoff.
+// A socket can die without closing (the phone's network drops, TCP keeps retrying for minutes), so
+// the client pings and gives up on a socket that has said nothing for SILENCE_MS; an attempt to
+// connect that has not opened within CONNECT_MS is abandoned too. With the backoff capped at 2 s, the
+// page is back within a few seconds of the network returning, however long it was gone.
 import { ClientMessage, ErrorCode, FATAL_ERRORS, PROTOCOL_VERSION, ServerMessage } from "./protocol.js";
 
-const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
+const BACKOFF_MS = [250, 500, 1000, 2000];
+const PING_MS = 2000;
+const SILENCE_MS = 5000;
+const CONNECT_MS = 4000;
 
 export class Signalling extends EventTarget {
   #token;
@@ -9,6 +16,8 @@ export class Signalling extends EventTarget {
   #attempt = 0;
   #stopped = false;
   #timer = null;
+  #heardAt = 0;
+  #pinger = null;
 
   constructor(token) {
     super();
@@ -21,22 +30,52 @@ export class Signalling extends EventTarget {
 
   connect() {
     this.#stopped = false;
+    clearTimeout(this.#timer);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/ws`);
     this.#ws = ws;
+    const opening = setTimeout(() => this.#lost(ws), CONNECT_MS);
     ws.addEventListener("open", () => {
+      clearTimeout(opening);
+      this.#heardAt = performance.now();
       ws.send(JSON.stringify({ type: ClientMessage.HELLO, protocol: PROTOCOL_VERSION, token: this.#token }));
     });
-    ws.addEventListener("message", (event) => this.#receive(event));
-    ws.addEventListener("close", () => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
-      if (this.#stopped) return;
-      const delay = BACKOFF_MS[Math.min(this.#attempt, BACKOFF_MS.length - 1)];
-      this.#attempt += 1;
-      this.#emit("reconnecting", { delay });
-      this.#timer = setTimeout(() => this.connect(), delay);
+    ws.addEventListener("message", (event) => {
+      this.#heardAt = performance.now();
+      this.#receive(event);
     });
+    ws.addEventListener("close", () => {
+      clearTimeout(opening);
+      this.#lost(ws);
+    });
+    clearInterval(this.#pinger);
+    this.#pinger = setInterval(() => {
+      if (this.#ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+      if (performance.now() - this.#heardAt > SILENCE_MS) this.#lost(ws);
+      else ws.send(JSON.stringify({ type: ClientMessage.PING }));
+    }, PING_MS);
+  }
+
+  // The network is back (the phone changed networks, or came out of a tunnel): don't wait for the
+  // backoff, and don't trust a socket that may have died meanwhile.
+  reconnectNow() {
+    if (this.#stopped) return;
+    this.#attempt = 0;
+    if (this.#ws) this.#lost(this.#ws, 0);
+    else this.connect();
+  }
+
+  // `ws` is dead or given up on: forget it, and try again after the backoff (or `delay`).
+  #lost(ws, delay = null) {
+    if (this.#ws !== ws) return;
+    this.#ws = null;
+    clearInterval(this.#pinger);
+    ws.close();
+    if (this.#stopped) return;
+    const wait = delay ?? BACKOFF_MS[Math.min(this.#attempt, BACKOFF_MS.length - 1)];
+    this.#attempt += 1;
+    this.#emit("reconnecting", { delay: wait });
+    this.#timer = setTimeout(() => this.connect(), wait);
   }
 
   send(message) {
@@ -49,6 +88,7 @@ export class Signalling extends EventTarget {
   stop() {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#pinger);
     if (this.#ws) this.#ws.close(1000);
   }
 

@@ -7,6 +7,10 @@ the cost of copying packets. Forwarding encoded video has two rules that decoded
 - Frames must not be dropped in the middle of a chain, so each viewer has a short queue; a viewer
   that lets it fill (it stopped reading) loses the queue and resumes at a keyframe, so memory stays
   bounded however slow it is.
+- A frame that does not follow on from the one before (packets were lost and given up on) starts a
+  gap: every viewer waits for the next keyframe, which is asked for at once.
+A source whose frames stop while it is live is stalled (the network dropped, most often): the feed says
+so within `stall_after` seconds and keeps asking for a keyframe until frames come again.
 Keyframe requests from viewers (their PLI/FIR) and from here reach the sender at most once per
 KEYFRAME_INTERVAL while one is outstanding. A feed outlives any one sender connection: when the customer
 reconnects, the new track feeds the same feed and viewers carry on without renegotiating, on a
@@ -42,12 +46,16 @@ Size = tuple[int, int]
 class VideoFeed:
     """The encoded frames of one video source (camera, screen, staff screen) and who watches them."""
 
-    def __init__(self, name: str = "video", on_change: Callable[[Size | None], None] | None = None) -> None:
+    def __init__(self, name: str = "video", on_change: Callable[[Size | None], None] | None = None,
+                 on_stall: Callable[[bool], None] | None = None, stall_after: float = 1.0) -> None:
         self.name = name
         self.size: Size | None = None
+        self.stalled = False  # live, but no frame for stall_after seconds
+        self.stall_after = stall_after
         self.generation = 0  # one per sender track: each starts its own RTP timeline
         self.pictures = Pictures(self.request_keyframe)
         self._on_change = on_change
+        self._on_stall = on_stall
         self._viewers: set[FeedTrack] = set()
         self._pump: asyncio.Task[None] | None = None
         self._ask_sender: Callable[[], None] | None = None
@@ -69,6 +77,7 @@ class VideoFeed:
         self.detach()
         self.generation += 1
         self.size = None
+        self.stalled = False
         self.pictures.reset()
         self._ask_sender = request_keyframe
         self._requested_at = -1.0
@@ -97,6 +106,10 @@ class VideoFeed:
                     self._on_change(frame.size)
         elif self.size is None:
             self.request_keyframe()  # started without one (its first keyframe was lost)
+        elif not frame.continuous:
+            for viewer in self._viewers:
+                viewer.resync()
+            self.request_keyframe()
         self.pictures.add(frame)
         for viewer in list(self._viewers):
             viewer.deliver(frame, self.generation)
@@ -131,16 +144,34 @@ class VideoFeed:
     async def _run(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                frame = await track.recv()
+                try:
+                    # Before its first picture a source is starting, not stalled.
+                    async with asyncio.timeout(None if self.size is None else self.stall_after):
+                        frame = await track.recv()
+                except TimeoutError:
+                    self._stall(True)
+                    self.request_keyframe()
+                    continue
                 if isinstance(frame, EncodedFrame):
                     self.publish(frame)
+                    if self.stalled and self.size is not None:
+                        self._stall(False)
         except MediaStreamError:
             log.info("%s track ended", self.name)
         finally:
             if asyncio.current_task() is self._pump:
                 self.size = None
+                self.stalled = False
                 if self._on_change is not None:
                     self._on_change(None)
+
+    def _stall(self, stalled: bool) -> None:
+        if stalled == self.stalled:
+            return
+        self.stalled = stalled
+        log.info("%s %s", self.name, "stalled" if stalled else "flowing again")
+        if self._on_stall is not None:
+            self._on_stall(stalled)
 
 
 class FeedTrack(MediaStreamTrack):
@@ -173,6 +204,10 @@ class FeedTrack(MediaStreamTrack):
         self._queue.clear()
         self._want_keyframe = True
         feed.request_keyframe()
+
+    def resync(self) -> None:
+        """The feed lost frames: go on from its next keyframe (the frames queued are still good)."""
+        self._want_keyframe = True
 
     def request_keyframe(self) -> None:
         """The viewer lost the picture (its PLI or FIR)."""

@@ -61,6 +61,10 @@ class Pictures:
             self._intact = True
             if self._keyframe is not None and not self._keyframe.done():
                 self._keyframe.set_result(None)
+        elif self._intact and not frame.continuous:
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._intact = False  # frames were lost: the next picture needs a keyframe
         elif self._intact:
             self._pending.append(frame)
             self._pending_bytes += len(frame.data)

@@ -53,8 +53,10 @@ from visassist.signalling.protocol import (
     Offer,
     ParticipantInfo,
     PhotoRequested,
+    Ping,
     Pointer,
     PointerOut,
+    Pong,
     Presence,
     ProtocolError,
     QualityOut,
@@ -184,7 +186,12 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
         await connection.replace_peer(None)
         raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc) or "media negotiation timed out",
                             ref="offer") from None
-    await connection.send(Answer(sdp=sdp))
+    await connection.send(Answer(sdp=sdp, id=message.id))
+
+
+@action(Ping, ANYONE, "ping")
+async def ping(ctx: AppContext, joined: Joined, message: Ping) -> None:
+    await joined.connection.send(Pong())
 
 
 @action(Ice, ANYONE, "send ICE candidates")

@@ -73,6 +73,7 @@ class Offer(_Message):
     type: Literal["offer"]
     sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
     sources: Annotated[dict[Mid, Source], Field(max_length=4)] = {}
+    id: Annotated[int, Field(ge=0, le=2**53)] | None = None  # echoed in the answer, to match the two
 
 
 class Ice(_Message):
@@ -114,6 +115,12 @@ class Watch(_Message):
 
     type: Literal["watch"]
     source: Literal["camera", "screen"]
+
+
+class Ping(_Message):
+    """Anyone: is the socket still alive? Answered with `pong` (a dead network is found in seconds)."""
+
+    type: Literal["ping"]
 
 
 class Chat(_Message):
@@ -213,7 +220,7 @@ class Handover(_Message):
     to: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-ClientMessageType = (Hello | Offer | Ice | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
+ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
                      | QualityReport | RequestQuality | Mute | Invite | Handover)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
@@ -248,6 +255,11 @@ class Welcome(_Message):
 class Answer(_Message):
     type: Literal["answer"] = "answer"
     sdp: str
+    id: int | None = None  # the offer's
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
 
 
 class Presence(_Message):
@@ -258,11 +270,12 @@ class Presence(_Message):
 
 
 class MediaState(_Message):
-    """Whether a video source reaches the server, and at what size (one message per source)."""
+    """Whether a video source reaches the server, and at what size (one message per source).
+    `stalled`: it is live but its frames stopped arriving (the sender's network, most often)."""
 
     type: Literal["media"] = "media"
     source: Source = "camera"
-    state: Literal["live", "none"]
+    state: Literal["live", "stalled", "none"]
     width: int | None = None
     height: int | None = None
 
@@ -349,7 +362,7 @@ class Error(_Message):
     ref: str | None = None  # the request_id or message type the error answers
 
 
-ServerMessage = (Welcome | Answer | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
+ServerMessage = (Welcome | Answer | Pong | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
                  | PointerOut | Frozen | PhotoRequested | CameraControlOut | CameraStateOut | QualityOut
                  | QualityRequested | Invited | Ended | Error)
 

@@ -24,6 +24,10 @@ from visassist.signalling.protocol import Frozen, MediaState, ParticipantInfo, S
 
 log = logging.getLogger(__name__)
 
+# Seconds without a frame before a live source counts as stalled. A camera sends 15-30 frames a
+# second; a shared screen that does not change sends about one (Chrome repeats the last frame).
+STALL_AFTER = {VideoSource.CAMERA: 1.0, VideoSource.SCREEN: 3.0, VideoSource.STAFF_SCREEN: 3.0}
+
 
 @dataclass(eq=False)
 class Connection:
@@ -69,7 +73,8 @@ class Room:
         self._members: dict[str, Participant] = {p.id: p for p in members}
         self._connections: dict[str, Connection] = {}
         self.feeds: dict[VideoSource, VideoFeed] = {
-            kind: VideoFeed(kind.value, on_change=self._announcer(kind)) for kind in VideoSource
+            kind: VideoFeed(kind.value, on_change=self._announcer(kind), on_stall=self._stall_announcer(kind),
+                            stall_after=STALL_AFTER[kind]) for kind in VideoSource
         }
         self._voices: dict[str, Voice] = {}
         self._unmuted: set[str] = set()
@@ -150,7 +155,7 @@ class Room:
 
     def media_state(self, kind: VideoSource) -> MediaState:
         feed = self.feeds[kind]
-        return _media_state(kind, feed.size if feed.live else None)
+        return _media_state(kind, feed.size if feed.live else None, feed.stalled)
 
     def heard_by(self, listener_id: str) -> list[Voice]:
         """The voices one listener hears: everyone else's who is unmuted (supervisors never speak)."""
@@ -272,6 +277,12 @@ class Room:
             self.spawn(self._source_changed(kind, size))
         return changed
 
+    def _stall_announcer(self, kind: VideoSource) -> Callable[[bool], None]:
+        def stalled(_: bool) -> None:
+            # Everyone is told, the sender too: its page says the picture is not getting through.
+            self.spawn(self.broadcast(self.media_state(kind)))
+        return stalled
+
     async def _source_changed(self, kind: VideoSource, size: Size | None) -> None:
         if size is None and self._frozen is kind:
             # The held frame goes with its source: a reconnecting customer comes back live.
@@ -316,10 +327,11 @@ class Room:
             task.cancel()
 
 
-def _media_state(kind: VideoSource, size: Size | None) -> MediaState:
+def _media_state(kind: VideoSource, size: Size | None, stalled: bool = False) -> MediaState:
     if size is None:
         return MediaState(source=kind.value, state="none")
-    return MediaState(source=kind.value, state="live", width=size[0], height=size[1])
+    return MediaState(source=kind.value, state="stalled" if stalled else "live", width=size[0],
+                      height=size[1])
 
 
 class Hub:
