@@ -1,5 +1,6 @@
-"""A network of the test's own: a Linux network namespace with only a loopback, where iptables can drop
-traffic for a while without touching the machine's network (root only; `unshare --net`)."""
+"""Networks of the test's own: Linux network namespaces (root only), each with a loopback, joined by a
+virtual cable (a veth pair), where iptables can drop one side's traffic for a while without touching
+the machine's network or the other side's."""
 
 from __future__ import annotations
 
@@ -10,24 +11,31 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-WHY_NOT = (
-    "network faults need root, unshare, nsenter and iptables (scripts/test installs iptables)"
-    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "nsenter", "iptables"))
-    else None
-)
+TOOLS = ("unshare", "nsenter", "iptables", "ip")
+
+
+def why_not() -> str | None:
+    """Why network faults cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network faults need root (unshare --net, iptables)"
+    missing = [tool for tool in TOOLS if not shutil.which(tool)]
+    if missing:
+        return f"network faults need {', '.join(missing)} (scripts/test installs iptables)"
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        return "this machine does not allow network namespaces (unshare --net failed)"
+    return None
 
 
 class Namespace:
-    """Its own loopback, held open by a sleeping process; `enter` runs a command inside it."""
+    """A network namespace with its loopback up, held open by a sleeping process."""
 
     def __init__(self) -> None:
-        # A default route over the loopback: browsers gather no ICE candidates on a machine without one.
         self._holder = subprocess.Popen(
-            ["unshare", "--net", "sh", "-c", "ip link set lo up && ip route add default dev lo src 127.0.0.1"
-             " && echo ready && exec sleep infinity"],
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && echo ready && exec sleep infinity"],
             stdout=subprocess.PIPE, text=True)
         assert self._holder.stdout is not None and self._holder.stdout.readline().strip() == "ready"
-        self.path = f"/proc/{self._holder.pid}/ns/net"
+        self.pid = self._holder.pid
+        self.path = f"/proc/{self.pid}/ns/net"
 
     def enter(self, command: Sequence[str]) -> list[str]:
         return ["nsenter", f"--net={self.path}", *command]
@@ -37,20 +45,35 @@ class Namespace:
 
     def executable(self, directory: Path, program: str) -> Path:
         """A wrapper that runs `program` inside the namespace (for launchers that take a path)."""
-        wrapper = directory / f"{Path(program).name}-in-netns"
+        wrapper = directory / f"{Path(program).name}-in-{self.pid}"
         wrapper.write_text(f'#!/bin/sh\nexec nsenter --net={self.path} {program} "$@"\n')
         wrapper.chmod(0o755)
         return wrapper
 
     @contextlib.contextmanager
     def dropping(self, *rule: str) -> Iterator[None]:
-        """Drop incoming packets matching `rule` (iptables syntax; none = everything) while inside."""
-        self.run("iptables", "-A", "INPUT", *rule, "-j", "DROP")
+        """Drop packets to and from this namespace matching `rule` (iptables syntax; none = all)."""
+        for chain in ("INPUT", "OUTPUT"):
+            self.run("iptables", "-A", chain, *rule, "-j", "DROP")
         try:
             yield
         finally:
-            self.run("iptables", "-D", "INPUT", *rule, "-j", "DROP")
+            for chain in ("INPUT", "OUTPUT"):
+                self.run("iptables", "-D", chain, *rule, "-j", "DROP")
 
     def close(self) -> None:
         self._holder.kill()
         self._holder.wait()
+
+
+def cable(a: Namespace, b: Namespace, address_a: str, address_b: str) -> None:
+    """Join two namespaces by a veth pair on a /24, each side's default route through the other.
+    (Browsers gather no ICE candidates on a machine without a default route.)"""
+    name_a, name_b = f"va{a.pid}", f"vb{b.pid}"
+    subprocess.run(["ip", "link", "add", name_a, "type", "veth", "peer", "name", name_b], check=True)
+    subprocess.run(["ip", "link", "set", name_a, "netns", str(a.pid)], check=True)
+    subprocess.run(["ip", "link", "set", name_b, "netns", str(b.pid)], check=True)
+    for side, name, mine, other in ((a, name_a, address_a, address_b), (b, name_b, address_b, address_a)):
+        side.run("ip", "addr", "add", f"{mine}/24", "dev", name)
+        side.run("ip", "link", "set", name, "up")
+        side.run("ip", "route", "add", "default", "via", other)
