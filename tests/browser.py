@@ -155,3 +155,14 @@ COUNT_FRAMES = """(testid) => {
 
 async def frames_since(page: Page, since_ms: float) -> int:
     return int(await page.evaluate("(since) => window.framesAt.filter((t) => t > since).length", since_ms))
+
+
+# Counts the offers a page sends on its signalling socket (observing, not changing, what it sends).
+COUNT_OFFERS = """
+window.offersSent = 0;
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (typeof data === "string" && data.includes('"type":"offer"')) window.offersSent += 1;
+  return send.call(this, data);
+};
+"""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Playwright, expect
 
-from tests.browser import COUNT_FRAMES, launch_options, wait_playing
+from tests.browser import COUNT_FRAMES, COUNT_OFFERS, launch_options, wait_playing
 from tests.netns import Namespace, cable, why_not
 from tests.test_restart import VISASSIST, create_key
 from tests.utils import free_port
@@ -149,3 +149,35 @@ async def test_the_picture_comes_back_after_the_customers_network_drops(
         assert steady < 3
         await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live")
         await expect(customer.get_by_test_id("connection-state")).to_contain_text("Live")
+
+
+async def test_a_peer_that_cannot_connect_backs_off(playwright: Playwright, camera_file: Path,
+                                                    tmp_path: Path) -> None:
+    """A machine with no network but its loopback, where the browser gathers no ICE candidates: its
+    connection never connects. The console gives up on it after 10 s and offers again, a few times,
+    not hundreds (each offer costs the server a peer connection)."""
+    alone = Namespace()
+    try:
+        data_dir, port = tmp_path / "data", free_port()
+        key = create_key(data_dir)
+        async with serve_in(alone, data_dir, port) as base:
+            options = launch_options(camera_file)
+            options["executable_path"] = str(alone.executable(tmp_path, options["executable_path"]))
+            options["args"] = [a for a in options["args"] if a != "--allow-loopback-in-peer-connection"]
+            browser = await playwright.chromium.launch(**options)
+            try:
+                agent = await browser.new_page()
+                await agent.goto(f"{base}/healthz")
+                session = await call_api(agent, key, "POST", "/api/v1/sessions",
+                                         {"ticket_id": "ZD-6", "tier": 2})
+                await agent.add_init_script(COUNT_OFFERS)
+                await agent.goto(session["agent_url"])
+                await asyncio.sleep(12.5)
+                offers = int(await agent.evaluate("() => window.offersSent"))
+                print(f"offers in 12.5 s from a browser that cannot connect: {offers}")
+                assert offers == 2  # the first, and one more after 10 s
+            finally:
+                await browser.close()
+    finally:
+        alone.close()
+

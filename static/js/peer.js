@@ -8,6 +8,9 @@ import { ClientMessage } from "./protocol.js";
 // Milliseconds before each new attempt after a failure; the last is the longest wait, so media is back
 // within about that long of the network returning.
 const RETRY_MS = [0, 500, 1000, 2000];
+// A connection that has not connected this long after the answer never will (UDP blocked and no TURN,
+// no usable network interface): it counts as failed. ICE and DTLS take well under 2 s on most networks.
+const CONNECT_MS = 10000;
 
 export class ServerPeer extends EventTarget {
   #signalling;
@@ -18,6 +21,7 @@ export class ServerPeer extends EventTarget {
   #offerId = 0; // the offer the server's next answer must carry
   #failures = 0;
   #retry = null;
+  #deadline = null;
   pc = null;
 
   // setup(pc) adds the transceivers this side sends or receives, and may return a Map from each
@@ -97,7 +101,12 @@ export class ServerPeer extends EventTarget {
       await pc.setRemoteDescription({ type: "answer", sdp });
     } catch {
       if (this.pc === pc) this.retry();
+      return;
     }
+    clearTimeout(this.#deadline);
+    this.#deadline = setTimeout(() => {
+      if (this.pc === pc && pc.connectionState !== "connected") this.retry();
+    }, CONNECT_MS);
   }
 
   get state() {
@@ -110,6 +119,7 @@ export class ServerPeer extends EventTarget {
   }
 
   close() {
+    clearTimeout(this.#deadline);
     clearTimeout(this.#retry);
     this.#retry = null;
     if (this.pc) {

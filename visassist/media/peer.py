@@ -37,11 +37,20 @@ OnTrack = Callable[[MediaStreamTrack, str | None, Callable[[], None]], None]
 
 class Peer:
     def __init__(self, configuration: RTCConfiguration, *, outgoing: Outgoing | None = None,
-                 on_track: OnTrack | None = None) -> None:
+                 on_track: OnTrack | None = None, on_failed: Callable[[], None] | None = None) -> None:
         self.pc = RTCPeerConnection(configuration)
         self._outgoing = outgoing
         self._pending: list[tuple[str | None, str | None, int | None]] = []
         self._described = False
+        if on_failed is not None:
+            failed = on_failed
+
+            @self.pc.on("connectionstatechange")
+            def _on_state() -> None:
+                # ICE gave up (no answer to its consent checks for 30 s) or DTLS failed: nothing on this
+                # connection will flow again, and only the browser can start another (it offers).
+                if self.pc.connectionState == "failed":
+                    failed()
         if on_track is not None:
             callback = on_track
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,6 +70,8 @@ from visassist.signalling.protocol import (
     Watch,
 )
 from visassist.signalling.room import Connection, Room
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=ClientMessageType)
 
@@ -178,7 +181,13 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
         connection.viewer = FeedTrack(room.feeds[connection.watching])
         return connection.viewer
 
-    peer = Peer(ctx.rtc_configuration, outgoing=outgoing, on_track=on_track)
+    def on_failed() -> None:
+        if connection.peer is peer:
+            log.info("%s %s: media connection lost", participant.role.value, participant.id)
+            room.spawn(connection.send(error(ErrorCode.MEDIA_FAILED, "the media connection was lost",
+                                             "offer")))
+
+    peer = Peer(ctx.rtc_configuration, outgoing=outgoing, on_track=on_track, on_failed=on_failed)
     await connection.replace_peer(peer)
     try:
         sdp = await asyncio.wait_for(peer.answer(message.sdp), timeout=15)
