@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 from aiortc.sdp import SessionDescription
 
 from tests.utils import MarkerTrack, QuietTrack, vp8_frames
@@ -138,3 +138,50 @@ async def test_a_keyframe_request_reaches_the_phone(closing: list[RTCPeerConnect
     await asyncio.wait_for(track.recv(), 10)  # media flows, so the phone's SSRC is known
     request()
     await asyncio.wait_for(heard.wait(), 5)
+
+
+def rtp(sequence_number: int, timestamp: int, payload: bytes = b"x") -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=sequence_number, timestamp=timestamp)
+    packet._data = payload  # what aiortc's receiver puts there: the depacketized bytes
+    return packet
+
+
+def test_a_hole_that_retransmission_fills_in_time_keeps_the_chain() -> None:
+    buffer = encoded.Reassembly()
+    assert buffer.add(rtp(10, 0)) == (False, None)
+    assert buffer.add(rtp(12, 3000)) == (False, None)  # 11 is missing: a NACK asks for it again
+    pli, frame = buffer.add(rtp(11, 0))  # ...and it comes: frame 0 (packets 10 and 11) is complete
+    assert not pli and frame is not None and frame.data == b"xx" and frame.timestamp == 0
+    pli, frame = buffer.add(rtp(13, 6000))
+    assert frame is not None and frame.timestamp == 3000 and frame.continuous  # type: ignore[attr-defined]
+
+
+def test_a_hole_that_stays_is_skipped_with_a_keyframe_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a network drop the packets that were lost never come: aiortc's buffer would wait for 512
+    more packets (~12 s of frozen picture); ours goes on after GAP_WAIT and says the chain broke."""
+    now = [100.0]
+    monkeypatch.setattr(encoded.time, "monotonic", lambda: now[0])
+    buffer = encoded.Reassembly()
+    buffer.add(rtp(1, 0))
+    pli, first = buffer.add(rtp(2, 3000))
+    assert first is not None and first.timestamp == 0
+    buffer.add(rtp(500, 900_000))  # the network is back: 497 packets were lost in the drop
+    now[0] += 0.1
+    assert buffer.add(rtp(501, 903_000)) == (False, None), "a moment for retransmission first"
+    now[0] += encoded.GAP_WAIT
+    pli, frame = buffer.add(rtp(502, 906_000))
+    assert pli, "the phone is asked for a keyframe"
+    assert frame is not None and frame.timestamp == 900_000
+    assert not frame.continuous  # type: ignore[attr-defined]
+    pli, frame = buffer.add(rtp(503, 909_000))
+    assert frame is not None and frame.timestamp == 903_000 and frame.continuous  # type: ignore[attr-defined]
+
+
+async def test_reassembly_replaces_the_video_receivers_jitter_buffer(
+        closing: list[RTCPeerConnection | Peer]) -> None:
+    server, client = Peer(CONFIG), RTCPeerConnection(CONFIG)
+    closing += [client, server]
+    client.addTransceiver(MarkerTrack(320, 240), direction="sendonly")
+    await connect(client, server)
+    receiver = server.pc.getTransceivers()[0].receiver
+    assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, encoded.Reassembly)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
 
 from tests.utils import MARKER_ID, QuietTrack, detect_markers, vp8_frames
 from visassist.media import feed as feed_module
@@ -176,3 +177,40 @@ async def test_freeze_holds_one_picture_for_snapshots(live: tuple[VideoFeed, Sen
     assert await feed.picture() is held, "snapshots take the held picture"
     feed.unfreeze()
     assert await feed.picture() is not held
+
+
+class Phone(MediaStreamTrack):
+    """The phone's track as the server receives it: frames when the network lets them through."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: asyncio.Queue[EncodedFrame] = asyncio.Queue()
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        return await self.frames.get()
+
+
+async def test_a_source_whose_frames_stop_is_stalled_and_resumes_at_a_keyframe() -> None:
+    stalls: list[bool] = []
+    feed, sender, phone = VideoFeed("camera", on_stall=stalls.append, stall_after=0.2), Sender(), Phone()
+    feed.attach(phone, sender)
+    viewer = FeedTrack(feed)
+    phone.frames.put_nowait(key(0))
+    phone.frames.put_nowait(delta(3000))
+    assert bytes(await viewer.recv()) == b"\x00key" and bytes(await viewer.recv()) == b"\x01delta"
+    asked = sender.asked
+    await asyncio.sleep(0.3)  # the network dropped: no frame for longer than stall_after
+    assert stalls == [True] and feed.stalled and feed.live
+    assert sender.asked > asked, "the phone is asked for a keyframe while its frames are stalled"
+    # Back: the first frame does not follow on from the last one seen (frames were lost in between).
+    phone.frames.put_nowait(EncodedFrame(data=b"\x01lost", timestamp=90_000, clock_rate=90_000,
+                                         keyframe=False, continuous=False))
+    phone.frames.put_nowait(delta(93_000))
+    phone.frames.put_nowait(key(96_000))
+    resumed = await asyncio.wait_for(viewer.recv(), 1)
+    assert bytes(resumed) == b"\x00key", "viewers skip what cannot be decoded and resume at a keyframe"
+    assert stalls == [True, False] and not feed.stalled
+    viewer.stop()
+    await feed.close()

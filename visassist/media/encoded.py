@@ -120,13 +120,13 @@ class Reassembly(JitterBuffer):
 
     def __init__(self, capacity: int = 512) -> None:
         super().__init__(capacity, is_video=True)
-        self._emitted_at = 0.0  # when the last frame was given out
+        self._emitted_at: float | None = None  # when the last frame was given out (or packets began)
         self._next: int | None = None  # the sequence number the next frame must start at to follow on
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         keyframe_wanted, frame = super().add(packet)
         now = time.monotonic()
-        if frame is not None:
+        if frame is not None or self._emitted_at is None:
             self._emitted_at = now
         elif now - self._emitted_at >= GAP_WAIT and (resume := self._after_hole()) is not None:
             # Packets keep coming but no frame can be made: what the hole held is not coming back.
