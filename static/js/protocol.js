@@ -42,6 +42,7 @@ export const ServerMessage = Object.freeze({
   QUALITY_REQUEST: "quality.request",
   INVITED: "invited",
   ENDED: "ended",
+  RESTARTING: "restarting",
   ERROR: "error",
 });
 
