@@ -78,12 +78,14 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     key = create_key(data_dir)
     headers = {"Authorization": f"Bearer {key}"}
+    # The phone has its own HTTP client, so its socket outlives the API client's.
+    phone = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
     async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
         async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 3}) as response:
             done = await response.json()
         async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 2}) as response:
             live = await response.json()
-        still_here = FakeParticipant(api, token_of(live["customer_url"]))
+        still_here = FakeParticipant(phone, token_of(live["customer_url"]))
         taken = await snapshot_from_a_live_camera(api, done, [
             {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}])
         agent, customer = taken["agent"], taken["customer"]
@@ -95,7 +97,11 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         await still_here.join()
         async with api.get("/api/v1/tickets/ZD-7") as response:
             before = without_presence(await response.json())
+    # Stopped gracefully: told to come straight back, then closed as a restart.
+    await still_here.expect("restarting")
+    assert await still_here.closed_by_server() == 1012
     await still_here.close()
+    await phone.close()
 
     async with server(data_dir, port, stop=signal.SIGKILL) as base, \
             aiohttp.ClientSession(base_url=base, headers=headers) as api:
