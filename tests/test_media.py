@@ -16,6 +16,7 @@ from tests.utils import (
     MarkerTrack,
     decode_png,
     detect_markers,
+    marker_image,
     red_fraction,
     token_of,
 )
@@ -127,6 +128,32 @@ async def test_customer_reconnects_and_agent_keeps_receiving(
                       if e["type"] == "participant.joined" and e["data"]["role"] == "customer"]
     assert [j["rejoin"] for j in customer_joins] == [False, True]
     assert record["status"] == "live"
+
+
+async def test_a_new_picture_size_is_told_but_is_no_new_start(
+    client: TestClient, create_session: Create, auth: dict[str, str]
+) -> None:
+    """Phones change resolution as bandwidth estimation ramps up: staff hear of every size, the timeline
+    keeps one media.started for the stream."""
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    try:
+        await agent.join()
+        await customer.join()
+        camera = MarkerTrack(320, 240)
+        await customer.negotiate(send=camera)
+        first = await agent.media("camera", "live")
+        camera.image = marker_image(640, 480)
+        second = await agent.media("camera", "live")
+        assert [(m["width"], m["height"]) for m in (first, second)] == [(320, 240), (640, 480)]
+    finally:
+        await customer.close()
+        await agent.close()
+    record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    media = [(e["type"], e["data"]["source"], e["data"].get("width")) for e in record["events"]
+             if e["type"].startswith("media.")]
+    assert media == [("media.started", "camera", 320), ("media.stopped", "camera", None)]
 
 
 async def test_a_freeze_ends_when_the_frozen_camera_goes(client: TestClient, create_session: Create) -> None:

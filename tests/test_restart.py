@@ -8,18 +8,21 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.browser import (
     COUNT_FRAMES,
     frames_since,
+    get_png,
     join_as_customer,
     new_session,
     open_console,
+    record,
     wait_playing,
 )
 from tests.utils import (
@@ -75,12 +78,14 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     key = create_key(data_dir)
     headers = {"Authorization": f"Bearer {key}"}
+    # The phone has its own HTTP client, so its socket outlives the API client's.
+    phone = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
     async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
         async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 3}) as response:
             done = await response.json()
         async with api.post("/api/v1/sessions", json={"ticket_id": "ZD-7", "tier": 2}) as response:
             live = await response.json()
-        still_here = FakeParticipant(api, token_of(live["customer_url"]))
+        still_here = FakeParticipant(phone, token_of(live["customer_url"]))
         taken = await snapshot_from_a_live_camera(api, done, [
             {"kind": "rect", "color": "#00ff00", "points": [[0.6, 0.1], [0.9, 0.4]]}])
         agent, customer = taken["agent"], taken["customer"]
@@ -92,7 +97,11 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         await still_here.join()
         async with api.get("/api/v1/tickets/ZD-7") as response:
             before = without_presence(await response.json())
+    # Stopped gracefully: told to come straight back, then closed as a restart.
+    await still_here.expect("restarting")
+    assert await still_here.closed_by_server() == 1012
     await still_here.close()
+    await phone.close()
 
     async with server(data_dir, port, stop=signal.SIGKILL) as base, \
             aiohttp.ClientSession(base_url=base, headers=headers) as api:
@@ -116,14 +125,41 @@ async def test_records_and_events_survive_restarts(tmp_path: Path) -> None:
         assert body["status"] == "ended" and body["outcome"]["outcome"] == "abandoned"
 
 
-async def test_a_killed_server_comes_back_and_the_call_goes_on(tmp_path: Path, phone: BrowserContext,
-                                                               desktop: BrowserContext) -> None:
-    """SIGKILL mid-call, then the same server again: both pages rejoin on their own, the agent's video
-    flows again, and the timeline says they rejoined."""
+# Records what each page's sockets receive (message types, then how they closed), from page start.
+SOCKET_LOG = """(() => {
+  const Native = window.WebSocket;
+  window.socketLog = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => window.socketLog.push(JSON.parse(e.data).type));
+      this.addEventListener("close", (e) => window.socketLog.push(`close:${e.code}`));
+    }
+  };
+})();"""
+
+
+@dataclass
+class RestartedCall:
+    api: aiohttp.ClientSession
+    session: dict[str, Any]
+    agent: Page
+    customer: Page
+    seconds: float  # from the new server listening to the agent's first frame of video
+
+
+@contextlib.asynccontextmanager
+async def call_across_a_restart(tmp_path: Path, phone: BrowserContext, desktop: BrowserContext,
+                                stop: signal.Signals) -> AsyncIterator[RestartedCall]:
+    """A live call (a phone customer, the agent's console); the server stopped with `stop` mid-call and
+    started again on the same data and port. Both pages rejoin on their own, the agent's video flows
+    again and the timeline says they rejoined; yields with the new server still up."""
     data_dir, port = tmp_path / "data", free_port()
     key = create_key(data_dir)
     headers = {"Authorization": f"Bearer {key}"}
-    async with server(data_dir, port, stop=signal.SIGKILL) as base, aiohttp.ClientSession(
+    for context in (phone, desktop):
+        await context.add_init_script(SOCKET_LOG)
+    async with server(data_dir, port, stop=stop) as base, aiohttp.ClientSession(
             base_url=base, headers=headers) as api:
         session = await new_session(api)
         agent = await open_console(desktop, session["agent_url"])
@@ -131,18 +167,53 @@ async def test_a_killed_server_comes_back_and_the_call_goes_on(tmp_path: Path, p
         await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
         await wait_playing(agent, "remote-video")
         await agent.evaluate(COUNT_FRAMES, "remote-video")
-    # Killed: no goodbye to anyone. The same data and port again.
+    # Stopped; the same data and port again.
     async with server(data_dir, port) as base, aiohttp.ClientSession(base_url=base, headers=headers) as api:
         listening = float(await agent.evaluate("performance.now()"))
         started = asyncio.get_running_loop().time()
         while await frames_since(agent, listening) < 30:  # a second of video
             assert asyncio.get_running_loop().time() - started < 30, "the agent's video did not come back"
             await asyncio.sleep(0.1)
-        back = (max(await agent.evaluate("window.framesAt")) - listening) / 1000
-        print(f"video flowing again {back:.1f} s after the server listened")
+        first = min(t for t in await agent.evaluate("window.framesAt") if t > listening)
+        seconds = (first - listening) / 1000
+        print(f"\n{stop.name}: video flowing again {seconds:.2f} s after the new server listened")
         await expect(customer.get_by_test_id("agent-presence")).to_contain_text("Watching")
         async with api.get(f"/api/v1/sessions/{session['id']}") as response:
             events = (await response.json())["events"]
         joins = [(e["data"]["role"], e["data"]["rejoin"]) for e in events
                  if e["type"] == "participant.joined"]
         assert sorted(joins[2:]) == [("agent", True), ("customer", True)], joins
+        yield RestartedCall(api=api, session=session, agent=agent, customer=customer, seconds=seconds)
+
+
+async def test_a_killed_server_comes_back_and_the_call_goes_on(tmp_path: Path, phone: BrowserContext,
+                                                               desktop: BrowserContext) -> None:
+    """SIGKILL mid-call: no goodbye to anyone; the pages find the new server with their usual backoff."""
+    async with call_across_a_restart(tmp_path, phone, desktop, signal.SIGKILL) as call:
+        for page in (call.agent, call.customer):
+            assert "restarting" not in await page.evaluate("window.socketLog")
+
+
+async def test_a_restart_tells_the_pages_to_come_straight_back(tmp_path: Path, phone: BrowserContext,
+                                                               desktop: BrowserContext) -> None:
+    """SIGTERM mid-call (a deploy): both pages are told, come back at once, and the call goes on: video
+    within seconds of the new server listening, and a snapshot of the camera after the restart."""
+    async with call_across_a_restart(tmp_path, phone, desktop, signal.SIGTERM) as call:
+        for page in (call.agent, call.customer):
+            log = await page.evaluate("window.socketLog")
+            told = log.index("restarting")
+            back = log.index("welcome", told)
+            # Told, closed as a restart, then maybe refused while the new server starts, then back.
+            assert log[told + 1] == "close:1012", log
+            assert set(log[told + 2:back]) <= {"close:1006"}, log
+        assert call.seconds < 5, "the pages waited as if the network had failed"
+        await call.agent.get_by_test_id("snapshot").click()
+        await expect(call.agent.get_by_test_id("snapshot-list").locator("> li")).to_have_count(1)
+        async with call.api.get(f"/api/v1/sessions/{call.session['id']}/snapshots") as response:
+            (snapshot,) = (await response.json())["snapshots"]
+        assert MARKER_ID in detect_markers(await get_png(call.api, snapshot["raw_url"]))
+        timeline = (await record(call.api, call.session["id"]))["events"]
+        left = [e["data"]["role"] for e in timeline if e["type"] == "participant.left"]
+        assert sorted(left) == ["agent", "customer"], "the graceful stop recorded both departures"
+        started = [e["data"]["source"] for e in timeline if e["type"] == "media.started"]
+        assert started == ["camera", "camera"], "one start per server's stream, whatever its sizes"

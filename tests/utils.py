@@ -150,6 +150,12 @@ class FakeParticipant:
                 if message["source"] == source and (state is None or message["state"] == state):
                     return message
 
+    async def closed_by_server(self, timeout: float = 5.0) -> int | None:
+        """Wait until the server closes this socket; the close code it gave."""
+        assert self.ws is not None and self._reader is not None
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.ws.close_code
+
     async def send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
         await self.ws.send_json(message)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from visassist import admin, api, pages, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
@@ -25,6 +25,7 @@ from visassist.models import utcnow
 from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
 from visassist.signalling.live import RoomEvents
+from visassist.signalling.protocol import Restarting
 from visassist.signalling.room import Hub
 from visassist.store import SqliteStore
 from visassist.tokens import load_or_create_key
@@ -187,10 +188,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         await ctx.store.close()
 
     async def disconnect_everyone(app: web.Application) -> None:
-        # Close sockets while the store is still open, so every "left" event is written.
-        sockets = [c.ws for room in ctx.hub.rooms.values() for c in room.connections()]
-        await asyncio.gather(*(ws.close(code=1001, message=b"server restarting") for ws in sockets),
-                             return_exceptions=True)
+        # A graceful stop is a restart (a deploy): tell the pages, so they come straight back to the
+        # next process instead of backing off as from a network failure. Close while the store is
+        # still open, so every "left" event is written.
+        connections = [c for room in ctx.hub.rooms.values() for c in room.connections()]
+        for connection in connections:
+            await connection.send(Restarting())
+        await asyncio.gather(*(c.close(code=WSCloseCode.SERVICE_RESTART, message=b"server restarting")
+                               for c in connections))
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(disconnect_everyone)

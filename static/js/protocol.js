@@ -44,6 +44,7 @@ export const ServerMessage = Object.freeze({
   QUALITY_REQUEST: "quality.request",
   INVITED: "invited",
   ENDED: "ended",
+  RESTARTING: "restarting",
   ERROR: "error",
 });
 

@@ -9,6 +9,10 @@ const BACKOFF_MS = [250, 500, 1000, 2000];
 const PING_MS = 2000;
 const SILENCE_MS = 5000;
 const CONNECT_MS = 4000;
+// A restarting server (its `restarting` message or close code 1012) is back within seconds: retry
+// every 100-250 ms (spread, so pages do not all arrive at once) for this long, then back off as usual.
+const RESTART_WINDOW_MS = 20000;
+const SERVICE_RESTART = 1012;
 
 export class Signalling extends EventTarget {
   #token;
@@ -18,6 +22,7 @@ export class Signalling extends EventTarget {
   #timer = null;
   #heardAt = 0;
   #pinger = null;
+  #restartUntil = 0;
 
   constructor(token) {
     super();
@@ -44,8 +49,9 @@ export class Signalling extends EventTarget {
       this.#heardAt = performance.now();
       this.#receive(event);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       clearTimeout(opening);
+      if (event.code === SERVICE_RESTART && this.#ws === ws) this.#restarted();
       this.#lost(ws);
     });
     clearInterval(this.#pinger);
@@ -72,8 +78,12 @@ export class Signalling extends EventTarget {
     clearInterval(this.#pinger);
     ws.close();
     if (this.#stopped) return;
-    const wait = delay ?? BACKOFF_MS[Math.min(this.#attempt, BACKOFF_MS.length - 1)];
-    this.#attempt += 1;
+    let wait = delay;
+    if (wait === null && Date.now() < this.#restartUntil) wait = 100 + Math.random() * 150;
+    if (wait === null) {
+      wait = BACKOFF_MS[Math.min(this.#attempt, BACKOFF_MS.length - 1)];
+      this.#attempt += 1;
+    }
     this.#emit("reconnecting", { delay: wait });
     this.#timer = setTimeout(() => this.connect(), wait);
   }
@@ -99,10 +109,19 @@ export class Signalling extends EventTarget {
     } catch {
       return;
     }
-    if (message.type === ServerMessage.WELCOME) this.#attempt = 0;
+    if (message.type === ServerMessage.WELCOME) {
+      this.#attempt = 0;
+      this.#restartUntil = 0;
+    }
+    if (message.type === ServerMessage.RESTARTING) this.#restarted();
     if (message.type === ServerMessage.ENDED) this.#stopped = true;
     if (message.type === ServerMessage.ERROR && FATAL_ERRORS.has(message.code)) this.#stopped = true;
     this.#emit(message.type, message);
+  }
+
+  #restarted() {
+    if (this.#restartUntil === 0) this.#restartUntil = Date.now() + RESTART_WINDOW_MS;
+    this.#attempt = 0;
   }
 
   #emit(type, detail) {

@@ -152,7 +152,7 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
             if session.record:
                 _record(ctx, room, session)
 
-    connection = Connection(participant=participant, ws=ws, snapshots_path=(
+    connection = Connection(participant=participant, ws=ws, transport=request.transport, snapshots_path=(
         f"/a/{hello.token}/snapshots" if participant.role.staff else ""))
     # Join with no await in between, so the room is never empty (and discarded) while we join;
     # from here on the caller's cleanup covers us.

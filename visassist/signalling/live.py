@@ -6,6 +6,7 @@ RoomEvents, subscribed to the bus, applies them to the room on this node, if the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from visassist.events import (
@@ -79,7 +80,10 @@ class RoomEvents:
     async def _close(self, room: Room, message: Ended, reason: LeftReason) -> None:
         if self.hub.detach(room.session_id) is not room:
             return
+        connections = room.connections()  # departing takes them out of the room
         await room.broadcast(message)
-        for connection in room.connections():
+        for connection in connections:
             await depart(self.sessions, room, connection, reason, tell=False)
+        # Each socket closes once `ended` has gone out on it.
+        await asyncio.gather(*(connection.close() for connection in connections))
         await room.close()

@@ -355,6 +355,12 @@ class Ended(_Message):
     outcome: str | None = None
 
 
+class Restarting(_Message):
+    """The server is restarting (a deploy): reconnect at once. The socket then closes with 1012."""
+
+    type: Literal["restarting"] = "restarting"
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -364,7 +370,7 @@ class Error(_Message):
 
 ServerMessage = (Welcome | Answer | Pong | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
                  | PointerOut | Frozen | PhotoRequested | CameraControlOut | CameraStateOut | QualityOut
-                 | QualityRequested | Invited | Ended | Error)
+                 | QualityRequested | Invited | Ended | Restarting | Error)
 
 CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
     m.model_fields["type"].annotation.__args__[0] for m in ClientMessageType.__args__)

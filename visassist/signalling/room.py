@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,35 +31,111 @@ log = logging.getLogger(__name__)
 STALL_AFTER = {VideoSource.CAMERA: 1.0, VideoSource.SCREEN: 3.0, VideoSource.STAFF_SCREEN: 3.0}
 
 
+# What one socket may have waiting to be sent. A participant whose page stops reading (a frozen tab, a
+# network path gone dead with its TCP window full) is disconnected rather than allowed to stall the
+# room: every handler that tells the room something would otherwise wait on that one socket.
+SEND_QUEUE_MESSAGES = 256
+SEND_QUEUE_CHARS = 4 * 1024 * 1024  # characters of JSON, close enough to bytes
+SEND_TIMEOUT = 5.0  # seconds one message may take to be handed to the socket
+CLOSE_TIMEOUT = 2.0  # seconds a closing socket has to take its last messages and the close
+
+
 @dataclass(eq=False)
 class Connection:
-    """One open socket of one participant (a participant has at most one at a time)."""
+    """One open socket of one participant (a participant has at most one at a time).
+
+    Messages go out in order through a bounded queue, written by one task per socket; `send` never
+    waits for the network."""
 
     participant: Participant
     ws: web.WebSocketResponse
+    # The request's transport, to abort the socket (aiohttp offers no abort on a WebSocketResponse).
+    transport: asyncio.Transport | None = None
     peer: Peer | None = None
     viewer: FeedTrack | None = None  # staff: the customer's video as this viewer watches it
     watching: VideoSource = VideoSource.CAMERA
     departed: bool = False  # its leaving has been told and recorded
     snapshots_path: str = ""  # where this participant's page fetches snapshot images
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    dropped: bool = False  # aborted for not taking its messages
+    # None in the queue: everything before it is sent, now close.
+    _outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue, init=False, repr=False)
+    _queued_chars: int = field(default=0, init=False, repr=False)
+    _writer: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _closer: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     async def send(self, message: ServerMessage) -> None:
-        if self.ws.closed:
+        """Queue `message` for this socket and return at once (async only so that callers read the
+        same as before the queue). A socket that has too much waiting is dropped."""
+        if (self._closer is not None or self.dropped or self.ws.closed
+                or (self._writer is not None and self._writer.done())):
             return
-        async with self.send_lock:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self.ws.send_str(encode(message))
+        text = encode(message)
+        if (self._outbox.qsize() >= SEND_QUEUE_MESSAGES
+                or self._queued_chars + len(text) > SEND_QUEUE_CHARS):
+            self.drop(f"{self._outbox.qsize()} messages ({self._queued_chars} characters) unsent")
+            return
+        self._queued_chars += len(text)
+        self._outbox.put_nowait(text)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.participant.id}")
+
+    async def _write(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self.ws.send_str(text)
+            except TimeoutError:
+                self.drop(f"a message took over {SEND_TIMEOUT:g} s to send")
+                return
+            except (ConnectionError, RuntimeError):
+                return  # the socket is gone; its handler sees that and leaves
+            self._queued_chars -= len(text)
+
+    def drop(self, why: str) -> None:
+        """Disconnect a participant who does not take their messages: reset the connection. Not a
+        close: a close frame would queue behind the data they are not reading, and the transport's
+        close() waits for its buffer to empty. abort() drops asyncio's buffer, but the kernel would
+        still hold its own (megabytes) and go on offering it to the dead reader; lingering 0 makes the
+        socket's close a reset (RST) that frees both. The handler's read then ends and the
+        participant leaves the room the usual way (and may come back)."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.warning("dropping %s %s: %s", self.participant.role.value, self.participant.id, why)
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
 
     async def replace_peer(self, peer: Peer | None) -> None:
         old, self.peer = self.peer, peer
         if old is not None:
             await old.close()
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = 1000, message: bytes = b"") -> None:
+        """Close after the messages already queued (the last ones often say why: ended, replaced,
+        restarting). Later calls wait for the first; a caller cancelled meanwhile does not stop it."""
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self._close(code, message))
+        await asyncio.shield(self._closer)
+
+    async def _close(self, code: int, message: bytes) -> None:
         await self.replace_peer(None)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=code)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                if self._writer is not None and not self._writer.done():
+                    self._outbox.put_nowait(None)
+                    await self._writer
+                if not self.dropped:
+                    await self.ws.close(code=code, message=message)
+        except TimeoutError:
+            self.drop(f"it did not take its last messages within {CLOSE_TIMEOUT:g} s")
+        except (ConnectionError, RuntimeError):
+            pass
 
 
 class Room:
