@@ -134,6 +134,59 @@ async def test_bad_messages_get_an_error_and_the_socket_stays_open(
     assert body["snapshots"] == []
 
 
+@pytest.mark.parametrize("frame", [
+    "x" * (256 * 1024 + 1),  # just over the limit
+    '{"type": "chat", "text": "' + "x" * (2 * 1024 * 1024) + '"}',  # 2 MiB
+    "y" * (16 * 1024 * 1024),  # 16 MiB: read whole by aiohttp, still answered
+    b"\x00\x01binary",
+    b'{"type": "chat", "text": "a binary frame of good JSON"}',
+    b'{"type": "chat", "text": "\xff\xfe not UTF-8"}',  # sent as a text frame below
+    "[" * 100_000 + "]" * 100_000,
+])
+async def test_oversize_binary_and_undecodable_frames_are_answered(
+    client: TestClient, create_session: Create, frame: str | bytes
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        if isinstance(frame, str):
+            await agent.ws.send_str(frame)
+        elif b"\xff" in frame:
+            # aiohttp's client refuses to send invalid UTF-8 as text; write the frame itself.
+            await agent.ws._writer.send_frame(frame, WSMsgType.TEXT)
+        else:
+            await agent.ws.send_bytes(frame)
+        error = await agent.expect("error")
+        assert error["code"] == "invalid_message", error
+        await agent.send({"type": "chat", "text": "still here"})
+        assert (await agent.expect("chat"))["message"]["text"] == "still here"
+    finally:
+        await agent.close()
+
+
+async def test_a_frame_over_the_memory_ceiling_closes_with_1009(aiohttp_client: Any, settings: Any) -> None:
+    """The one bad input that closes the socket: aiohttp refuses it before reading it (documented)."""
+    from dataclasses import replace
+
+    from tests.utils import start_app
+
+    client, auth = await start_app(aiohttp_client, replace(settings, max_ws_frame_bytes=1024 * 1024))
+    response = await client.post("/api/v1/sessions", json={"ticket_id": "T-1", "tier": 2}, headers=auth)
+    agent = FakeParticipant(client, token_of((await response.json())["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        await agent.ws.send_str("x" * (1024 * 1024))
+        async with asyncio.timeout(5):
+            while not agent.ws.closed:  # noqa: ASYNC110 (the reader task sees the close)
+                await asyncio.sleep(0.01)
+        assert agent.ws.close_code == 1009
+    finally:
+        await agent.close()
+
+
 async def test_reopened_link_replaces_the_old_socket(client: TestClient, create_session: Create,
                                                       auth: dict[str, str]) -> None:
     session = await create_session()
