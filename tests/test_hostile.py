@@ -22,7 +22,7 @@ from aiortc import RTCConfiguration
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from tests.utils import Clock, FakeParticipant, token_of
+from tests.utils import CHROMIUM_OFFER, Clock, FakeParticipant, token_of
 from visassist.app import create_app
 from visassist.config import Settings
 from visassist.context import AppContext
@@ -38,8 +38,6 @@ from visassist.signalling.protocol import (
 from visassist.tokens import digest, new_api_key, new_id
 
 ROOT = Path(__file__).resolve().parent.parent
-# A real offer from headless Chromium (voice, camera, a receive-only video); candidates trickle after it.
-CHROMIUM_OFFER = (ROOT / "tests/data/chromium_offer.sdp").read_bytes().decode()  # CRLF kept
 CHROMIUM_CANDIDATES = [  # what the same page trickled, host addresses hidden behind mDNS names
     "candidate:1644383164 1 udp 2113937151 e847b002-2bf3-40e9-b8bf-372a3ab25317.local 58306 typ host"
     " generation 0 ufrag GHEC network-cost 999",

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from tests.utils import Clock, FakeParticipant, token_of
+from tests.utils import CHROMIUM_OFFER, Clock, FakeParticipant, token_of
 
 Create = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -449,3 +449,28 @@ async def test_relayed_tools_reach_the_right_people(client: TestClient, create_s
     for expected in ("camera.changed", "photo.requested", "chat.message", "participant.invited",
                      "session.handover"):
         assert expected in types
+
+
+async def test_mdns_candidates_do_not_hold_up_the_next_message(client: TestClient,
+                                                                create_session: Create) -> None:
+    """A console without camera permission hides its addresses behind <uuid>.local names; resolving each
+    took aioice up to a second while the socket's next message (a drawing, a snapshot) waited."""
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        started = asyncio.get_running_loop().time()
+        await agent.send({"type": "offer", "sdp": CHROMIUM_OFFER})
+        for index in range(8):
+            await agent.send({"type": "ice", "sdpMid": "0", "sdpMLineIndex": 0, "candidate":
+                              f"candidate:{index} 1 udp 2113937151 {index:08x}-2bf3-40e9-b8bf-372a3ab25317"
+                              f".local {50000 + index} typ host generation 0 ufrag GHEC network-cost 999"})
+        await agent.send({"type": "chat", "text": "can you see this?"})
+        await agent.expect("answer")
+        assert (await agent.expect("chat"))["message"]["text"] == "can you see this?"
+        took = asyncio.get_running_loop().time() - started
+        print(f"\noffer + 8 mDNS candidates -> chat echoed after {took * 1000:.0f} ms")
+        assert took < 0.5, took
+    finally:
+        await agent.close()
