@@ -48,9 +48,11 @@ def write_marker_y4m(path: Path, width: int = 640, height: int = 480, frames: in
 
 
 def launch_options(camera_file: Path | None, *, fake_devices: bool = True,
-                   grant_camera: bool = True, cameras: int = 1) -> dict[str, Any]:
-    """Without grant_camera the permission prompt is dismissed, as when a person taps Block."""
-    args = list(BASE_FLAGS)
+                   grant_camera: bool = True, cameras: int = 1, mdns: bool = False) -> dict[str, Any]:
+    """Without grant_camera the permission prompt is dismissed, as when a person taps Block. With mdns,
+    pages that have no camera permission hide their host addresses behind <uuid>.local names, as every
+    browser does by default."""
+    args = [flag for flag in BASE_FLAGS if not (mdns and "WebRtcHideLocalIpsWithMdns" in flag)]
     if fake_devices:
         args.append("--use-fake-device-for-media-stream"
                     + (f"=device-count={cameras}" if cameras > 1 else ""))

@@ -149,3 +149,50 @@ async def test_reload_brings_both_sides_back_into_the_session(
         events = (await response.json())["events"]
     joins = [(e["data"]["role"], e["data"]["rejoin"]) for e in events if e["type"] == "participant.joined"]
     assert joins == [("agent", False), ("customer", False), ("customer", True), ("agent", True)]
+
+
+# Times the console's socket traffic: when its offer went out, and when the server echoed a chat that was
+# sent just after its first mDNS candidate (every console: it has no camera permission, so it hides).
+SOCKET_TIMES = """
+(() => {
+  window.socketTimes = {mdns: 0};
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const message = JSON.parse(data);
+    if (message.type === "offer" && !window.socketTimes.offer) {
+      window.socketTimes.offer = performance.now();
+      this.addEventListener("message", (event) => {
+        const reply = JSON.parse(event.data);
+        if (reply.type === "chat" && reply.message.text === "first words") {
+          window.socketTimes.chat = performance.now();
+        }
+      });
+    }
+    if (message.type === "ice" && (message.candidate || "").includes(".local")) {
+      if (window.socketTimes.mdns++ === 0) {
+        setTimeout(() => send.call(this, JSON.stringify({type: "chat", text: "first words"})), 20);
+      }
+    }
+    return send.call(this, data);
+  };
+})();
+"""
+
+
+async def test_a_console_hiding_its_addresses_acts_at_once(api: aiohttp.ClientSession,
+                                                           playwright: Playwright) -> None:
+    # No camera permission (the prompt is dismissed): the page hides its addresses, as consoles do.
+    browser = await playwright.chromium.launch(**launch_options(None, grant_camera=False, mdns=True))
+    try:
+        session = await new_session(api)
+        page = await browser.new_page()
+        await page.add_init_script(SOCKET_TIMES)
+        await page.goto(session["agent_url"])
+        await page.wait_for_function("() => window.socketTimes.chat !== undefined", timeout=10_000)
+        times = await page.evaluate("() => window.socketTimes")
+        took = (times["chat"] - times["offer"]) / 1000
+        print(f"\nconsole with mDNS names: {times['mdns']} .local candidates; offer -> chat echoed "
+              f"{took * 1000:.0f} ms")
+        assert times["mdns"] >= 1 and took < 0.5, times
+    finally:
+        await browser.close()

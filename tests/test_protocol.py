@@ -76,3 +76,30 @@ def test_bad_messages_raise_protocol_errors(text: str) -> None:
         parse_client_message(text)
     assert caught.value.error_code is ErrorCode.INVALID_MESSAGE
     assert caught.value.message
+
+
+@pytest.mark.parametrize(("text", "deeper"), [
+    ("[" * 32 + "]" * 32, False),
+    ("[" * 33 + "]" * 33, True),
+    ('{"a": [' + "[1, 2], " * 100 + "[3]]}", False),  # many brackets, shallow
+    (json.dumps({"text": "[" * 100}), False),  # brackets inside a string do not count
+    (json.dumps({"text": '\\"' + "{" * 100}), False),  # nor after escaped quotes
+    ('{"a": "x", "b": ' + "[" * 40 + "]" * 40 + "}", True),
+    ("[" * 100_000, True),  # not JSON at all, and still answered without recursing
+])
+def test_nesting_is_measured_without_parsing(text: str, deeper: bool) -> None:
+    from visassist.signalling.protocol import nests_deeper_than
+
+    assert nests_deeper_than(text, 32) is deeper
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,
+    '{"type": "chat", "text": ' + "[" * 10_000 + "]" * 10_000 + "}",
+    '{"type": "annotations", "shapes": ' + '[{"a": ' * 5_000 + "1" + "}]" * 5_000 + "}",
+])
+def test_deep_nesting_is_an_invalid_message_not_a_recursion_error(text: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(text)
+    assert caught.value.error_code is ErrorCode.INVALID_MESSAGE
+    assert "deeper than 32" in caught.value.message

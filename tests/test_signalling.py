@@ -10,7 +10,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from tests.utils import Clock, FakeParticipant, token_of
+from tests.utils import CHROMIUM_OFFER, Clock, FakeParticipant, token_of
 
 Create = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -132,6 +132,59 @@ async def test_bad_messages_get_an_error_and_the_socket_stays_open(
         await agent.close()
     body = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
     assert body["snapshots"] == []
+
+
+@pytest.mark.parametrize("frame", [
+    "x" * (256 * 1024 + 1),  # just over the limit
+    '{"type": "chat", "text": "' + "x" * (2 * 1024 * 1024) + '"}',  # 2 MiB
+    "y" * (16 * 1024 * 1024),  # 16 MiB: read whole by aiohttp, still answered
+    b"\x00\x01binary",
+    b'{"type": "chat", "text": "a binary frame of good JSON"}',
+    b'{"type": "chat", "text": "\xff\xfe not UTF-8"}',  # sent as a text frame below
+    "[" * 100_000 + "]" * 100_000,
+])
+async def test_oversize_binary_and_undecodable_frames_are_answered(
+    client: TestClient, create_session: Create, frame: str | bytes
+) -> None:
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        if isinstance(frame, str):
+            await agent.ws.send_str(frame)
+        elif b"\xff" in frame:
+            # aiohttp's client refuses to send invalid UTF-8 as text; write the frame itself.
+            await agent.ws._writer.send_frame(frame, WSMsgType.TEXT)
+        else:
+            await agent.ws.send_bytes(frame)
+        error = await agent.expect("error")
+        assert error["code"] == "invalid_message", error
+        await agent.send({"type": "chat", "text": "still here"})
+        assert (await agent.expect("chat"))["message"]["text"] == "still here"
+    finally:
+        await agent.close()
+
+
+async def test_a_frame_over_the_memory_ceiling_closes_with_1009(aiohttp_client: Any, settings: Any) -> None:
+    """The one bad input that closes the socket: aiohttp refuses it before reading it (documented)."""
+    from dataclasses import replace
+
+    from tests.utils import start_app
+
+    client, auth = await start_app(aiohttp_client, replace(settings, max_ws_frame_bytes=1024 * 1024))
+    response = await client.post("/api/v1/sessions", json={"ticket_id": "T-1", "tier": 2}, headers=auth)
+    agent = FakeParticipant(client, token_of((await response.json())["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        await agent.ws.send_str("x" * (1024 * 1024))
+        async with asyncio.timeout(5):
+            while not agent.ws.closed:  # noqa: ASYNC110 (the reader task sees the close)
+                await asyncio.sleep(0.01)
+        assert agent.ws.close_code == 1009
+    finally:
+        await agent.close()
 
 
 async def test_reopened_link_replaces_the_old_socket(client: TestClient, create_session: Create,
@@ -396,3 +449,28 @@ async def test_relayed_tools_reach_the_right_people(client: TestClient, create_s
     for expected in ("camera.changed", "photo.requested", "chat.message", "participant.invited",
                      "session.handover"):
         assert expected in types
+
+
+async def test_mdns_candidates_do_not_hold_up_the_next_message(client: TestClient,
+                                                                create_session: Create) -> None:
+    """A console without camera permission hides its addresses behind <uuid>.local names; resolving each
+    took aioice up to a second while the socket's next message (a drawing, a snapshot) waited."""
+    session = await create_session()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    try:
+        await agent.join()
+        assert agent.ws is not None
+        started = asyncio.get_running_loop().time()
+        await agent.send({"type": "offer", "sdp": CHROMIUM_OFFER})
+        for index in range(8):
+            await agent.send({"type": "ice", "sdpMid": "0", "sdpMLineIndex": 0, "candidate":
+                              f"candidate:{index} 1 udp 2113937151 {index:08x}-2bf3-40e9-b8bf-372a3ab25317"
+                              f".local {50000 + index} typ host generation 0 ufrag GHEC network-cost 999"})
+        await agent.send({"type": "chat", "text": "can you see this?"})
+        await agent.expect("answer")
+        assert (await agent.expect("chat"))["message"]["text"] == "can you see this?"
+        took = asyncio.get_running_loop().time() - started
+        print(f"\noffer + 8 mDNS candidates -> chat echoed after {took * 1000:.0f} ms")
+        assert took < 0.5, took
+    finally:
+        await agent.close()

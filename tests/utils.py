@@ -8,6 +8,7 @@ import fractions
 import json
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,8 @@ from av import VideoFrame
 from visassist.media.encoded import EncodedFrame, vp8_keyframe_size
 
 MARKER_ID = 7
+# A real offer from headless Chromium (voice, camera, a receive-only video); candidates trickle after it.
+CHROMIUM_OFFER = (Path(__file__).parent / "data/chromium_offer.sdp").read_bytes().decode()  # CRLF kept
 ARUCO = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
 
 

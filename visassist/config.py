@@ -146,6 +146,8 @@ class Settings:
         "not read: schemas.CreateSessionIn holds the `ttl_seconds` bound"))
     max_body_bytes: int = field(default=64 * 1024, metadata=fixed("largest API request body"))
     max_ws_message_bytes: int = field(default=256 * 1024, metadata=fixed("largest signalling message"))
+    max_ws_frame_bytes: int = field(default=32 * 1024 * 1024, metadata=fixed(
+        "largest WebSocket frame read (and answered with an error); past it the socket closes with 1009"))
     max_snapshots_per_session: int = field(default=500, metadata=fixed("snapshots one session keeps"))
     max_participants_per_session: int = field(default=8, metadata=fixed(
         "people with a link to one session"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiortc.contrib.media import MediaBlackhole
-from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import SessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
@@ -25,7 +24,7 @@ from visassist.events import (
 from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
 from visassist.media.feed import FeedTrack
-from visassist.media.peer import Peer, PeerError
+from visassist.media.peer import Peer, PeerError, read_offer
 from visassist.models import STAFF, Participant, Role, Session, Snapshot, SnapshotSource, VideoSource
 from visassist.schemas import SnapshotOut
 from visassist.signalling.protocol import (
@@ -146,9 +145,13 @@ async def _open_session(ctx: AppContext, joined: Joined, ref: str) -> Session:
 async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
     room, connection, participant = joined.room, joined.connection, joined.participant
     named = {mid: VideoSource(kind) for mid, kind in message.sources.items()}
+    try:
+        offered = read_offer(message.sdp)
+    except PeerError as exc:
+        raise ProtocolError(ErrorCode.MEDIA_FAILED, str(exc), ref="offer") from None
     if participant.role is Role.CUSTOMER and not named:
         # A customer offer that names nothing: its first video section is the camera.
-        first = next((m for m in SessionDescription.parse(message.sdp).media
+        first = next((m for m in offered.description.media
                       if m.kind == "video" and m.direction in ("sendonly", "sendrecv")), None)
         if first is not None and first.rtp.muxId:
             named[first.rtp.muxId] = VideoSource.CAMERA
@@ -164,10 +167,9 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
         elif track.kind == "audio" and participant.role in SPEAKERS:
             room.voice(participant.id).attach(track)
         else:
-            # Every received track must be read, or aiortc queues its frames without bound.
-            drain = MediaBlackhole()
-            drain.addTrack(track)
-            room.spawn(drain.start())
+            # Every received track must be read, or aiortc queues its frames without bound. The room holds
+            # the task (a MediaBlackhole's own tasks were collected while pending, logging errors).
+            room.spawn(_drain(track))
 
     def outgoing(kind: str, mid: str, direction: str) -> MediaStreamTrack | None:
         if kind == "audio":
@@ -201,6 +203,12 @@ async def offer(ctx: AppContext, joined: Joined, message: Offer) -> None:
 @action(Ping, ANYONE, "ping")
 async def ping(ctx: AppContext, joined: Joined, message: Ping) -> None:
     await joined.connection.send(Pong())
+
+
+async def _drain(track: MediaStreamTrack) -> None:
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
 
 
 @action(Ice, ANYONE, "send ICE candidates")

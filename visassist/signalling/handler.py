@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from visassist import accounts
 from visassist.api import public_base
@@ -53,8 +53,11 @@ async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str) -> N
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
     ctx: AppContext = request.app[AppContext.KEY]
-    # aiohttp's own limit is a backstop; our lower limit answers with an error message instead.
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=4 * ctx.settings.max_ws_message_bytes)
+    # aiohttp closes the socket (1009) on a frame over max_msg_size before reading it, so that is only
+    # a memory ceiling far above our own limit, which _text answers with an error. Text arrives as
+    # bytes (decode_text=False): aiohttp would close the socket on invalid UTF-8 too.
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=ctx.settings.max_ws_frame_bytes,
+                               decode_text=False)
     await ws.prepare(request)
     if not accounts.same_origin(request):
         # A page on another site must not drive a session with a signed-in agent's cookies.
@@ -87,13 +90,10 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
     except TimeoutError:
         await _refuse(ws, ErrorCode.NOT_AUTHENTICATED, "send a hello message first")
         return None
-    if first.type != WSMsgType.TEXT:
-        if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-            return None
-        await _refuse(ws, ErrorCode.INVALID_MESSAGE, "messages are JSON text")
+    if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return None
     try:
-        hello = parse_client_message(first.data)
+        hello = parse_client_message(_text(first, ctx.settings.max_ws_message_bytes))
     except ProtocolError as exc:
         await _refuse(ws, exc.error_code, exc.message)
         return None
@@ -231,30 +231,39 @@ def _media_recorder(ctx: AppContext, session_id: str
     return changed
 
 
+def _text(message: WSMessage, limit: int) -> str:
+    """A text frame's JSON text, its size checked before anything decodes or parses it."""
+    if message.type != WSMsgType.TEXT:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "messages are JSON text")
+    data: bytes = message.data
+    if len(data) > limit:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"message larger than {limit} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message is not valid UTF-8") from None
+
+
 async def _serve(ctx: AppContext, ws: web.WebSocketResponse, joined: Joined) -> None:
     limit = ctx.settings.max_ws_message_bytes
     async for message in ws:
-        if message.type == WSMsgType.TEXT:
-            if len(message.data) > limit:
-                await joined.connection.send(error(
-                    ErrorCode.INVALID_MESSAGE, f"message larger than {limit} bytes"))
-                continue
-            ref: str | None = None
-            try:
-                parsed = parse_client_message(message.data)
-                ref = getattr(parsed, "request_id", None) or parsed.type
-                await dispatch(ctx, joined, parsed)
-            except ProtocolError as exc:
-                out = exc.message_out()
-                await joined.connection.send(out if out.ref else out.model_copy(update={"ref": ref}))
-            except ClientError as exc:
-                await joined.connection.send(_as_protocol_error(exc, ref))
-            except Exception:
-                log.exception("failed on a %s message in session %s", ref, joined.session.id)
-                await joined.connection.send(error(
-                    ErrorCode.INTERNAL_ERROR, "the server failed on this message; try again", ref))
-        elif message.type == WSMsgType.BINARY:
-            await joined.connection.send(error(ErrorCode.INVALID_MESSAGE, "messages are JSON text"))
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            continue  # pings and pongs; aiohttp ends the loop on close and errors
+        ref: str | None = None
+        try:
+            parsed = parse_client_message(_text(message, limit))
+            ref = getattr(parsed, "request_id", None) or parsed.type
+            await dispatch(ctx, joined, parsed)
+        except ProtocolError as exc:
+            log.debug("refused a message in session %s: %s", joined.session.id, exc.message)
+            out = exc.message_out()
+            await joined.connection.send(out if out.ref else out.model_copy(update={"ref": ref}))
+        except ClientError as exc:
+            await joined.connection.send(_as_protocol_error(exc, ref))
+        except Exception:
+            log.exception("failed on a %s message in session %s", ref, joined.session.id)
+            await joined.connection.send(error(
+                ErrorCode.INTERNAL_ERROR, "the server failed on this message; try again", ref))
 
 
 def _as_protocol_error(exc: ClientError, ref: str | None) -> Error:

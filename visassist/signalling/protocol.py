@@ -7,7 +7,9 @@ static/js/protocol.js mirrors its names for the browser; tests/test_protocol.py 
 from __future__ import annotations
 
 import enum
+import itertools
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -19,6 +21,7 @@ from visassist.schemas import ChatMessageOut, SessionSummaryOut, SnapshotOut
 PROTOCOL_VERSION = 1
 MAX_SDP_CHARS = 64 * 1024
 MAX_CHAT_CHARS = 2000
+MAX_JSON_DEPTH = 32  # the deepest real message (a snapshot's points) nests 5 levels
 
 
 class ErrorCode(enum.StrEnum):
@@ -393,7 +396,28 @@ class ProtocolError(Exception):
         return Error(code=self.error_code, message=self.message, ref=self.ref)
 
 
+_ESCAPE = re.compile(r"\\.", re.S)
+_STRING = re.compile(r'"[^"]*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether `text`'s arrays and objects nest more than `limit` levels, found without parsing it.
+
+    Linear in the text's length: escapes go first, so a string is then simply quote to quote (brackets
+    inside strings do not count). On text that is not JSON the answer means nothing, but parsing that
+    text fails anyway."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
+    if brackets.count("[") + brackets.count("{") <= limit:
+        return False
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets))) > limit
+
+
 def parse_client_message(text: str) -> ClientMessageType:
+    # The JSON parsers recurse per level: checked first, deep nesting is an error, not a RecursionError.
+    if nests_deeper_than(text, MAX_JSON_DEPTH):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"message nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         raw = json.loads(text)
     except ValueError:
@@ -402,9 +426,9 @@ def parse_client_message(text: str) -> ClientMessageType:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
     kind = raw.get("type")
     if kind not in CLIENT_MESSAGE_TYPES:
-        raise ProtocolError(
+        raise ProtocolError(  # the echo is cut short: a "type" may be as long as the message
             ErrorCode.INVALID_MESSAGE,
-            f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_MESSAGE_TYPES)}",
+            f"unknown message type {repr(kind)[:40]}; expected one of {', '.join(CLIENT_MESSAGE_TYPES)}",
         )
     try:
         return _client_adapter.validate_json(text)
