@@ -4,10 +4,12 @@ the machine's network or the other side's."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -42,6 +44,17 @@ class Namespace:
 
     def run(self, *command: str) -> None:
         subprocess.run(self.enter(command), check=True)
+
+    async def wait_until_healthy(self, base: str, seconds: float = 10.0) -> None:
+        """Poll /healthz of a server starting inside the namespace (the caller is outside it)."""
+        probe = self.enter([sys.executable, "-c", "import sys, urllib.request as u; u.urlopen(sys.argv[1])",
+                            f"{base}/healthz"])
+        for _ in range(int(seconds / 0.1)):
+            checked = await asyncio.create_subprocess_exec(*probe, stderr=subprocess.DEVNULL)
+            if await checked.wait() == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{base} did not become healthy in {seconds} s")
 
     def executable(self, directory: Path, program: str) -> Path:
         """A wrapper that runs `program` inside the namespace (for launchers that take a path)."""

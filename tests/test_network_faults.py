@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from playwright.async_api import Browser, Page, Playwright, expect
 
 from tests.browser import COUNT_FRAMES, COUNT_OFFERS, launch_options, wait_playing
 from tests.netns import Namespace, cable, why_not
-from tests.test_restart import VISASSIST, create_key
+from tests.test_restart import create_key, server
 from tests.utils import free_port
 
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
@@ -39,38 +36,17 @@ def networks() -> Iterator[tuple[Namespace, Namespace]]:
         office.close()
 
 
-@contextlib.asynccontextmanager
-async def serve_in(netns: Namespace, data_dir: Path, port: int) -> AsyncIterator[str]:
-    log_path = data_dir.parent / "serve.log"
-    with open(log_path, "ab") as log:  # noqa: ASYNC230 (opening a local file)
-        process = await asyncio.create_subprocess_exec(
-            *netns.enter([VISASSIST, "serve", "--host", "0.0.0.0", "--port", str(port), "--data-dir",
-                          str(data_dir), "--ice-address", "127.0.0.1", "--ice-address", SERVER]),
-            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    probe = netns.enter([sys.executable, "-c", "import sys, urllib.request as u; u.urlopen(sys.argv[1])",
-                         f"{base}/healthz"])
-    try:
-        for _ in range(100):
-            checked = await asyncio.create_subprocess_exec(*probe, stderr=subprocess.DEVNULL)
-            if await checked.wait() == 0:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(log_path.read_text())
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 20)
-        output = log_path.read_text()
-        assert "Traceback" not in output, output
+def serve_in(netns: Namespace, data_dir: Path, port: int) -> contextlib.AbstractAsyncContextManager[str]:
+    """`visassist serve` in the office: reachable on loopback there, and from the phone's network."""
+    return server(data_dir, port, netns=netns, args=["--host", "0.0.0.0", "--ice-address", SERVER])
 
 
 async def launch_in(playwright: Playwright, netns: Namespace, camera_file: Path, directory: Path,
-                    *args: str) -> Browser:
+                    *args: str, loopback_ice: bool = True) -> Browser:
     options = launch_options(camera_file)
     options["executable_path"] = str(netns.executable(directory, options["executable_path"]))
-    options["args"] = [*options["args"], *args]
+    options["args"] = [a for a in [*options["args"], *args]
+                       if loopback_ice or a != "--allow-loopback-in-peer-connection"]
     return await playwright.chromium.launch(**options)
 
 
@@ -161,10 +137,7 @@ async def test_a_peer_that_cannot_connect_backs_off(playwright: Playwright, came
         data_dir, port = tmp_path / "data", free_port()
         key = create_key(data_dir)
         async with serve_in(alone, data_dir, port) as base:
-            options = launch_options(camera_file)
-            options["executable_path"] = str(alone.executable(tmp_path, options["executable_path"]))
-            options["args"] = [a for a in options["args"] if a != "--allow-loopback-in-peer-connection"]
-            browser = await playwright.chromium.launch(**options)
+            browser = await launch_in(playwright, alone, camera_file, tmp_path, loopback_ice=False)
             try:
                 agent = await browser.new_page()
                 await agent.goto(f"{base}/healthz")

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tests.browser import (
     record,
     wait_playing,
 )
+from tests.netns import Namespace
 from tests.utils import (
     MARKER_ID,
     FakeParticipant,
@@ -40,16 +41,19 @@ VISASSIST = str(Path(sys.executable).with_name("visassist"))
 
 
 @contextlib.asynccontextmanager
-async def server(data_dir: Path, port: int, stop: signal.Signals = signal.SIGTERM) -> AsyncIterator[str]:
+async def server(data_dir: Path, port: int, stop: signal.Signals = signal.SIGTERM, *,
+                 netns: Namespace | None = None, args: Sequence[str] = ()) -> AsyncIterator[str]:
+    """A real `visassist serve` on loopback (inside `netns` when given), stopped with `stop`."""
+    command = [VISASSIST, "serve", "--port", str(port), "--data-dir", str(data_dir),
+               "--ice-address", "127.0.0.1", *args]
     # The log goes to a file: a pipe nobody reads fills up and stalls a busy server.
     log_path = data_dir.parent / f"serve-{port}.log"
     with open(log_path, "ab") as log:  # noqa: ASYNC230 (opening a local file)
         process = await asyncio.create_subprocess_exec(
-            VISASSIST, "serve", "--port", str(port), "--data-dir", str(data_dir),
-            "--ice-address", "127.0.0.1", stdout=log, stderr=subprocess.STDOUT)
+            *(netns.enter(command) if netns else command), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_until_healthy(base)
+        await (netns.wait_until_healthy(base) if netns else wait_until_healthy(base))
         yield base
     finally:
         process.send_signal(stop)

@@ -154,7 +154,7 @@ class VideoFeed:
                     continue
                 if isinstance(frame, EncodedFrame):
                     self.publish(frame)
-                    if self.stalled and self.size is not None:
+                    if self.stalled:
                         self._stall(False)
         except MediaStreamError:
             log.info("%s track ended", self.name)
