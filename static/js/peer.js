@@ -83,7 +83,10 @@ export class ServerPeer extends EventTarget {
     });
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc !== pc) return;
-      if (pc.connectionState === "connected") this.#failures = 0;
+      if (pc.connectionState === "connected") {
+        this.#failures = 0;
+        clearTimeout(this.#deadline); // it connected: a later drop is not a failure to connect
+      }
       this.dispatchEvent(new CustomEvent("state", { detail: pc.connectionState }));
       if (pc.connectionState === "failed") this.retry();
     });
