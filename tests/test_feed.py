@@ -214,3 +214,19 @@ async def test_a_source_whose_frames_stop_is_stalled_and_resumes_at_a_keyframe()
     assert stalls == [True, False] and not feed.stalled
     viewer.stop()
     await feed.close()
+
+
+async def test_one_picture_converted_by_many_at_once_is_converted_safely() -> None:
+    """Every page fetches the frozen picture at once, and snapshots read the same frame: conversions
+    of one shared frame must not run together (ffmpeg crashed the process when they did)."""
+    import av
+    import numpy as np
+
+    from tests.utils import marker_image
+    from visassist.media.pictures import to_bgr
+
+    image = marker_image(1280, 720)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24").reformat(format="yuv420p")
+    converted = await asyncio.gather(*(to_bgr(frame) for _ in range(64)))
+    assert all(np.array_equal(c, converted[0]) for c in converted)
+    assert MARKER_ID in detect_markers(converted[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -14,7 +14,8 @@ from visassist.accounts import admit_staff
 from visassist.api import read_json, snapshot_image
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound
-from visassist.media.compose import Image, PhotoError, encode_png
+from visassist.media.compose import PhotoError, encode_png
+from visassist.media.pictures import to_bgr
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
 from visassist.schemas import RatingIn
 from visassist.tokens import digest, looks_like_token
@@ -207,7 +208,8 @@ async def frozen_frame(request: web.Request) -> web.Response:
     frame = None if room is None else room.held_picture()
     if frame is None:
         raise NotFound(ApiErrorCode.NOT_FROZEN, "the picture is not frozen")
-    png = await asyncio.to_thread(lambda: encode_png(cast(Image, frame.to_ndarray(format="bgr24"))))
+    image = await to_bgr(frame)
+    png = await asyncio.to_thread(encode_png, image)
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 

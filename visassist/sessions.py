@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from av import VideoFrame
 
@@ -32,6 +32,7 @@ from visassist.events import (
     RecordingStarted,
 )
 from visassist.media.compose import Image, compose, decode_photo, encode_png
+from visassist.media.pictures import to_bgr
 from visassist.media.recorder import Recorded
 from visassist.models import (
     Outcome,
@@ -323,7 +324,7 @@ class SessionService:
     async def capture(self, session: Session, taker: Participant, frame: VideoFrame,
                       shapes: list[Shape], source: SnapshotSource = SnapshotSource.CAMERA) -> Snapshot:
         """A snapshot of a live frame: the newest the server received, at the size it was received."""
-        image = await asyncio.to_thread(lambda: cast(Image, frame.to_ndarray(format="bgr24")))
+        image = await to_bgr(frame)
         return await self._store_snapshot(session, taker, image, shapes, source)
 
     async def store_photo(self, session: Session, taker: Participant, data: bytes) -> Snapshot:

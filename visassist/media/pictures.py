@@ -16,15 +16,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import av
 from av import VideoFrame
 
+from visassist.media.compose import Image
 from visassist.media.encoded import EncodedFrame
 
 log = logging.getLogger(__name__)
+
+# A picture is shared: the held frame is fetched by every page at once, and snapshots read the same
+# newest frame. PyAV converts a frame with a scaler the frame itself keeps, and two threads converting
+# one frame at once crash ffmpeg (a segfault, seen with two pages fetching the frozen picture).
+_converting = threading.Lock()
+
+
+async def to_bgr(frame: VideoFrame) -> Image:
+    """`frame` as a BGR image, converted in a worker thread, one conversion at a time."""
+    def convert() -> Image:
+        with _converting:
+            return cast(Image, frame.to_ndarray(format="bgr24"))
+    return await asyncio.to_thread(convert)
+
 
 MAX_PENDING = 90  # frames (3 s at 30 fps): the longest chain we would decode to answer one request
 MAX_PENDING_BYTES = 4 * 1024 * 1024
