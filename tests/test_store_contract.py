@@ -43,7 +43,7 @@ from visassist.store import DuplicateKey, IdempotencyConflict, SqliteStore, Stor
 
 
 async def _sqlite(tmp_path: Path) -> Store:
-    return SqliteStore(tmp_path / "contract.sqlite3")
+    return SqliteStore(f"sqlite:///{tmp_path / 'contract.sqlite3'}")
 
 
 # One entry per backend: a factory for an unopened, empty store.

@@ -106,7 +106,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) -> AppContext:
-    store = SqliteStore(settings.database_path)
+    store = SqliteStore(settings.database)
     blobs = DirectoryBlobStore(settings.blob_dir)
     hub = Hub(settings.max_live_sessions, FileBudget())
     bus = Bus()

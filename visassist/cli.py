@@ -11,7 +11,6 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import MISSING
 from datetime import datetime
-from pathlib import Path
 from types import UnionType
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -75,7 +74,10 @@ def add_settings(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    add_setting(parser, next(s for s in declared() if s.name == "data_dir"))
+    """Where the store is, for the commands that work on it."""
+    for setting in declared():
+        if setting.name in ("data_dir", "database_url"):
+            add_setting(parser, setting)
 
 
 def _env_only() -> str:
@@ -206,8 +208,8 @@ def serve(settings: Settings) -> None:
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
 
 
-async def _in_store(data_dir: Path, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    store = SqliteStore(Settings(data_dir=data_dir).database_path)
+async def _in_store(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    store = SqliteStore(Settings(data_dir=args.data_dir, database_url=args.database_url).database)
     await store.open()
     try:
         return await work(store)
@@ -215,8 +217,8 @@ async def _in_store(data_dir: Path, work: Callable[[SqliteStore], Awaitable[T]])
         await store.close()
 
 
-def run(data_dir: Path, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    return asyncio.run(_in_store(data_dir, work))
+def run(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    return asyncio.run(_in_store(args, work))
 
 
 def _when(moment: datetime | None) -> str:
@@ -255,46 +257,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings_from(args))
         elif args.command == "api-key" and args.key_command == "create":
-            _, key = run(args.data_dir, lambda store: management.issue_api_key(store, args.name, "cli"))
+            _, key = run(args, lambda store: management.issue_api_key(store, args.name, "cli"))
             print(key)
             print("Store this key now: it is shown once and kept only as a hash.", file=sys.stderr)
         elif args.command == "api-key" and args.key_command == "list":
-            for line in run(args.data_dir, _list_keys):
+            for line in run(args, _list_keys):
                 print(line)
         elif args.command == "api-key" and args.key_command == "revoke":
-            if not run(args.data_dir, lambda store: store.revoke_api_key(args.id, "cli")):
+            if not run(args, lambda store: store.revoke_api_key(args.id, "cli")):
                 raise ValueError(f"no active API key {args.id}")
             print(f"revoked {args.id}")
         elif args.command == "user" and args.user_command == "create":
             password = _read_password(args.password_stdin)
-            print(run(args.data_dir, lambda store: management.add_user(
+            print(run(args, lambda store: management.add_user(
                 store, args.email, args.name, args.role, password, "cli")))
         elif args.command == "user" and args.user_command == "list":
-            for user in run(args.data_dir, lambda store: store.users()):
+            for user in run(args, lambda store: store.users()):
                 print(f"{user.id}\t{user.email}\t{user.name}\t{user.role}"
                       f"{'  DISABLED' if user.disabled_at else ''}")
         elif args.command == "user" and args.user_command == "disable":
-            run(args.data_dir, lambda store: _disable_user(store, args.email))
+            run(args, lambda store: _disable_user(store, args.email))
             print(f"disabled {args.email}")
         elif args.command == "webhook" and args.webhook_command == "add":
-            endpoint_id, secret = run(args.data_dir, lambda store: management.add_webhook(
+            endpoint_id, secret = run(args, lambda store: management.add_webhook(
                 store, args.url, [e.strip() for e in args.events.split(",") if e.strip()], "cli"))
             print(f"{endpoint_id}\t{secret}")
             print("Give the secret to the receiver now: it is shown once.", file=sys.stderr)
         elif args.command == "webhook" and args.webhook_command == "list":
-            for hook in run(args.data_dir, lambda store: store.webhooks()):
+            for hook in run(args, lambda store: store.webhooks()):
                 print(f"{hook.id}\t{hook.url}\t{','.join(hook.events)}"
                       f"{'  REMOVED' if hook.disabled_at else ''}")
         elif args.command == "webhook" and args.webhook_command == "remove":
-            run(args.data_dir, lambda store: _ok(management.remove_webhook(store, args.id, "cli"),
+            run(args, lambda store: _ok(management.remove_webhook(store, args.id, "cli"),
                                                  f"no active webhook {args.id}"))
             print(f"removed {args.id}")
         elif args.command == "webhook" and args.webhook_command == "deliveries":
-            for d in run(args.data_dir, lambda store: store.deliveries(args.id, args.status)):
+            for d in run(args, lambda store: store.deliveries(args.id, args.status)):
                 print(f"{d.id}\t{d.event_id}\t{d.type}\t{d.status}\t"
                       f"{len(d.attempts)} attempts\t{d.last_error or ''}")
         elif args.command == "webhook" and args.webhook_command == "redeliver":
-            run(args.data_dir, lambda store: _ok(
+            run(args, lambda store: _ok(
                 management.redeliver(store, args.delivery_id, "cli"),
                 f"no delivery {args.delivery_id} to an active webhook"))
             print(f"delivery {args.delivery_id} queued again")

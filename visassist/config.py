@@ -67,6 +67,10 @@ class Settings:
     data_dir: Path = field(default=Path("data"), metadata=option(
         "directory for the SQLite database and stored images", flag="--data-dir",
         env="VISASSIST_DATA_DIR", default="`./data`"))
+    database_url: str | None = field(default=None, metadata=option(
+        "the database: `postgresql://user:password@host/name` for several nodes sharing one, or "
+        "`sqlite:///path`", flag="--database-url", env="VISASSIST_DATABASE_URL",
+        default="SQLite in the data directory", metavar="URL"))
     public_url: str | None = field(default=None, metadata=option(
         "base of the links handed out, e.g. `https://assist.example.com` behind a TLS proxy",
         flag="--public-url", env="VISASSIST_PUBLIC_URL", default="the origin of each API request"))
@@ -169,8 +173,8 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
-    def database_path(self) -> Path:
-        return self.data_dir / "visassist.sqlite3"
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'visassist.sqlite3'}"
 
     @property
     def link_key_path(self) -> Path:

@@ -1,36 +1,30 @@
-"""SQLite, the embedded default: one module per aggregate over one shared database."""
+"""The SQL store, on SQLite (the embedded default) or PostgreSQL: one module per aggregate over one
+shared database."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-import aiosqlite
 
 from visassist.store.base import AccountStore, ApiKeyStore, AuditLog, OutboxStore, SessionStore, Store
 from visassist.store.sqlite.accounts import SqliteAccounts
 from visassist.store.sqlite.api_keys import SqliteApiKeys
 from visassist.store.sqlite.audit import SqliteAudit
-from visassist.store.sqlite.database import MIGRATIONS, Database
+from visassist.store.sqlite.database import Database
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
 
-__all__ = ["MIGRATIONS", "Database", "SqliteStore"]
+__all__ = ["Database", "SqliteStore"]
 
 
 class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
-    def __init__(self, path: Path) -> None:
-        database = Database(path)
+    def __init__(self, url: str) -> None:
+        database = Database(url)
         for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
             part.__init__(self, database)
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        return self.database.db
 
     async def open(self) -> None:
         await self.database.open()

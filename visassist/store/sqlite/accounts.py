@@ -23,7 +23,7 @@ class SqliteAccounts:
             await insert_audit(db, actor, "user.create", user_id, {"email": email, "role": role})
 
     async def user_by_email(self, email: str) -> User | None:
-        row = await self.database.one("SELECT * FROM users WHERE email = ?", (email,))
+        row = await self.database.one("SELECT * FROM users WHERE lower(email) = lower(?)", (email,))
         return None if row is None else _user(row)
 
     async def users(self) -> list[User]:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from visassist.events import (
     Event,
@@ -27,9 +24,10 @@ from visassist.events import (
     parse_data,
 )
 from visassist.models import EventType, Outcome, Participant, Rating, Recording, Session, Snapshot
-from visassist.store.base import IdempotencyConflict
+from visassist.store.base import DuplicateKey, IdempotencyConflict
 from visassist.store.sqlite.database import (
     Database,
+    Transaction,
     _at,
     _event,
     _insert_participant,
@@ -60,7 +58,7 @@ class SqliteSessions:
                         "INSERT INTO idempotency_keys (api_key_id, key, request_digest, session_id,"
                         " created_at) VALUES (?, ?, ?, ?, ?)",
                         (*idempotency, session.id, _ts(session.created_at)))
-                except sqlite3.IntegrityError as exc:
+                except DuplicateKey as exc:
                     raise IdempotencyConflict(str(exc)) from exc
             await db.execute(
                 "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
@@ -82,7 +80,6 @@ class SqliteSessions:
             " AND created_at >= ?", (api_key_id, key, _ts(since)))
         return None if row is None else (row["request_digest"], row["session_id"])
 
-    @shielded
     @shielded
     async def prune_idempotency_keys(self, before: datetime) -> int:
         async with self.database.transaction() as db:
@@ -299,7 +296,8 @@ class SqliteSessions:
         """Store the customer's rating once; None when the session was already rated."""
         async with self.database.transaction() as db:
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO ratings (session_id, rating, comment, at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO ratings (session_id, rating, comment, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (session_id) DO NOTHING",
                 (session_id, rating, comment, _ts(at)))
             if cursor.rowcount != 1:
                 return None
@@ -312,7 +310,7 @@ class SqliteSessions:
             return None
         return Rating(rating=row["rating"], comment=row["comment"], at=_at(row["at"]))
 
-    async def _scrub_events(self, db: aiosqlite.Connection, session_ids: list[str],
+    async def _scrub_events(self, db: Transaction, session_ids: list[str],
                             types: tuple[str, ...] | None = None, before: datetime | None = None) -> int:
         """Drop personal fields from events' data (the event itself, its type and time, stay); each
         event model says which of its fields are personal."""
@@ -356,8 +354,8 @@ class SqliteSessions:
             await db.execute(
                 f"UPDATE participants SET name = role WHERE session_id IN ({marks})", tuple(ids))
             await db.execute(f"UPDATE ratings SET comment = '' WHERE session_id IN ({marks})", tuple(ids))
-            await db.execute(f"UPDATE deliveries SET payload = '{{\"erased\":true}}'"
-                             f" WHERE session_id IN ({marks})", tuple(ids))
+            await db.execute(f"UPDATE deliveries SET payload = ? WHERE session_id IN ({marks})",
+                             ('{"erased":true}', *ids))
             chats = await self._scrub_events(db, ids, ("chat.message",))
             await self._scrub_events(db, ids)
             anonymous = f"erased-{secrets.token_hex(6)}"
