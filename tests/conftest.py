@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
 from tests.browser import launch_options, write_marker_y4m
+from tests.postgres import Cluster, running
 from tests.utils import Clock
 from visassist.app import create_app
 from visassist.config import Settings
@@ -113,3 +114,15 @@ async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     yield context
     await context.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One PostgreSQL cluster for the run, started on first use."""
+    yield from running()
+
+
+@pytest.fixture
+def postgres_url(postgres: Cluster) -> str:
+    """A new, empty database of its own for the test."""
+    return postgres.create_database(new_id("test").lower())

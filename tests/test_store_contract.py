@@ -46,13 +46,18 @@ async def _sqlite(tmp_path: Path) -> Store:
     return SqliteStore(f"sqlite:///{tmp_path / 'contract.sqlite3'}")
 
 
+async def _postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return SqliteStore(request.getfixturevalue("postgres_url"))
+
+
 # One entry per backend: a factory for an unopened, empty store.
-BACKENDS: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": _sqlite}
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Awaitable[Store]]] = {
+    "sqlite": lambda request, tmp_path: _sqlite(tmp_path), "postgresql": _postgresql}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend = await BACKENDS[request.param](tmp_path)
+    backend = await BACKENDS[request.param](request, tmp_path)
     await backend.open()
     try:
         yield backend

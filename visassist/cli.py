@@ -14,13 +14,15 @@ from datetime import datetime
 from types import UnionType
 from typing import Any, TypeVar, get_args, get_origin
 
+import sqlalchemy.exc
 from aiohttp import web
 
 from visassist import __version__, management, webhooks
 from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import PARSERS, Declared, Settings, declared, env_list
-from visassist.store import SqliteStore
+from visassist.store import SqliteStore, migrate
+from visassist.store.sqlite import Database
 
 T = TypeVar("T")
 
@@ -159,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
                                          description="Queue a delivery again.")
     redeliver.add_argument("delivery_id", type=int, help="the delivery's number")
     _data_dir_arg(redeliver)
+
+    db = commands.add_parser("db", help="migrate or copy the database",
+                             description="Migrate the database, or copy one to another.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="migrate the database to this version's schema",
+        description="Migrate the database to this version's schema (serve does it too, at start).")
+    _data_dir_arg(upgrade)
+    copy = db_commands.add_parser(
+        "copy", help="copy every record into a new, empty database",
+        description="Copy every record (sessions, timelines, snapshots' records, webhooks, accounts) "
+                    "into an empty database, e.g. from SQLite to PostgreSQL. Stop the server first; "
+                    "the stored images stay where they are (the data directory or its blobs).")
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="the database to copy, e.g. sqlite:///data/visassist.sqlite3")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="the empty database to fill, e.g. postgresql://visassist@db/visassist")
     return parser
 
 
@@ -219,6 +238,28 @@ async def _in_store(args: argparse.Namespace, work: Callable[[SqliteStore], Awai
 
 def run(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
     return asyncio.run(_in_store(args, work))
+
+
+async def _upgrade(url: str) -> tuple[str | None, str]:
+    database = Database(url)
+    await database.open(migrate=False)
+    try:
+        return await migrate.upgrade(database)
+    finally:
+        await database.close()
+
+
+async def _copy(source_url: str, target_url: str) -> dict[str, int]:
+    source, target = Database(source_url), Database(target_url)
+    await source.open(migrate=False)
+    try:
+        await target.open()  # the target is migrated to this version's schema first
+        try:
+            return await migrate.copy(source, target)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
 
 
 def _when(moment: datetime | None) -> str:
@@ -300,7 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 management.redeliver(store, args.delivery_id, "cli"),
                 f"no delivery {args.delivery_id} to an active webhook"))
             print(f"delivery {args.delivery_id} queued again")
+        elif args.command == "db" and args.db_command == "upgrade":
+            before, now = asyncio.run(_upgrade(Settings(data_dir=args.data_dir,
+                                                        database_url=args.database_url).database))
+            print(f"schema {before or 'empty'} -> {now}" if before != now else f"schema {now}: up to date")
+        elif args.command == "db" and args.db_command == "copy":
+            for table, rows in asyncio.run(_copy(args.source, args.target)).items():
+                print(f"{table}\t{rows}")
     except ValueError as exc:
         print(f"visassist: {exc}", file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.OperationalError as exc:  # the database is unreachable or refuses us
+        print(f"visassist: cannot use the database: {exc.orig}", file=sys.stderr)
         return 2
     return 0

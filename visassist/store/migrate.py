@@ -7,6 +7,7 @@ their old steps (visassist/store/sqlite/legacy.py), then stamped with the baseli
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, Table, func, insert, inspect, select, text
+from sqlalchemy import MetaData, Table, exc, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from visassist.store.sqlite.database import Database
@@ -41,6 +42,16 @@ def head() -> str:
 
 def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def tables_of(connection: Connection) -> MetaData:
+    """The tables as the database has them (columns and keys; a copy needs no more)."""
+    metadata = MetaData()
+    with warnings.catch_warnings():
+        # SQLAlchemy cannot reflect SQLite's expression indexes (lower(email)), and says so.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection", exc.SAWarning)
+        metadata.reflect(connection)
+    return metadata
 
 
 def _legacy_sqlite(connection: Connection) -> None:
@@ -85,25 +96,23 @@ async def copy(source: Database, target: Database,
         if await src.run_sync(current) != head():
             raise ValueError("the source database is not at this visassist's schema: run `visassist db"
                              " upgrade` on it first")
-        metadata = MetaData()
-        await src.run_sync(lambda sync: metadata.reflect(sync))
+        metadata = await src.run_sync(tables_of)
         tables = [t for t in metadata.sorted_tables if t.name not in NOT_COPIED]
-        async with target.engine.connect() as dst:
+        counts: dict[str, int] = {}
+        async with target.engine.begin() as dst:
             for table in tables:
                 if (await dst.execute(select(func.count()).select_from(table))).scalar_one():
                     raise ValueError(f"the target database is not empty (table {table.name} has rows)")
-            counts: dict[str, int] = {}
-            async with dst.begin():
-                for table in tables:
-                    counts[table.name] = 0
-                    result = await src.stream(select(table))
-                    async for batch in result.partitions(1000):
-                        await dst.execute(insert(table), [dict(row._mapping) for row in batch])
-                        counts[table.name] += len(batch)
-                        progress(table.name, counts[table.name])
-                if target.dialect == "postgresql":
-                    await dst.run_sync(lambda sync: _advance_sequences(sync, tables))
-            for table in tables:  # read back what was written
+            for table in tables:
+                counts[table.name] = 0
+                result = await src.stream(select(table))
+                async for batch in result.partitions(1000):
+                    await dst.execute(insert(table), [dict(row._mapping) for row in batch])
+                    counts[table.name] += len(batch)
+                    progress(table.name, counts[table.name])
+            if target.dialect == "postgresql":
+                await dst.run_sync(lambda sync: _advance_sequences(sync, tables))
+            for table in tables:  # read back what was written, before it commits
                 copied = (await dst.execute(select(func.count()).select_from(table))).scalar_one()
                 if copied != counts[table.name]:
                     raise RuntimeError(f"{table.name}: {counts[table.name]} rows read, {copied} stored")

@@ -1,0 +1,131 @@
+"""The schema and the data across versions and databases: Alembic migrates SQLite databases from
+before it, `visassist db upgrade` migrates PostgreSQL, and `visassist db copy` moves a deployment from
+SQLite to PostgreSQL without losing a row."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.test_store_contract import T0, _chat, _create, _recording, _snapshot
+from visassist.cli import main
+from visassist.events import SessionCreated
+from visassist.models import Outcome
+from visassist.store import SqliteStore
+from visassist.store.migrate import head, tables_of
+from visassist.store.sqlite import Database
+from visassist.store.sqlite.legacy import MIGRATIONS as LEGACY
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+async def test_a_database_from_before_alembic_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for number, script in enumerate(LEGACY[:3], start=1):  # a deployment two versions behind
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    old.execute("INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at)"
+                " VALUES ('ses_old', 'ZD-7', 2, '{}', 'ended', '2025-01-01T00:00:00.000000+00:00',"
+                " '2025-01-01T01:00:00.000000+00:00')")
+    old.execute("INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES"
+                " ('usr_old', 'Old@Example.com', 'Old', 'admin', 'h', '2025-01-01T00:00:00.000000+00:00')")
+    old.commit()
+    old.close()
+
+    store = SqliteStore(sqlite_url(path))
+    await store.open()
+    try:
+        session = await store.get_session("ses_old")
+        assert session is not None and session.ticket_id == "ZD-7" and not session.record, \
+            "a column added by a later step reads with its default"
+        user = await store.user_by_email("old@example.com")
+        assert user is not None and user.id == "usr_old"
+        with pytest.raises(Exception, match="UNIQUE|unique"):
+            await store.create_user("usr_2", "OLD@example.com", "Twin", "agent", "h", "cli")
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT version_num FROM alembic_version").fetchone() == (head(),)
+    assert check.execute("PRAGMA user_version").fetchone() == (len(LEGACY),)
+    check.close()
+
+
+def test_db_upgrade_migrates_postgresql_once(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--database-url", postgres_url]) == 0
+    assert capsys.readouterr().out.strip() == f"schema empty -> {head()}"
+    assert main(["db", "upgrade", "--database-url", postgres_url]) == 0
+    assert capsys.readouterr().out.strip() == f"schema {head()}: up to date"
+
+
+async def _fill(url: str) -> dict[str, int]:
+    """A deployment's worth of every kind of row, through the store."""
+    store = SqliteStore(url)
+    await store.open()
+    try:
+        await store.create_webhook("whk_1", "https://hooks.example.com/a", "secret", ["session.ended"])
+        await store.create_api_key("key_1", "zendesk", "digest-key-1")
+        await store.create_user("usr_1", "ana@example.com", "Ana", "admin", "hash", "cli")
+        await store.login_failure(["ip:127.0.0.1"], T0)
+        for i in range(30):
+            session, people = await _create(store, f"ZD-{i}", T0 + timedelta(minutes=i))
+            await store.append_event(session.id, _chat(people[0], f"hello {i}"), people[0].id, T0)
+            await store.add_snapshot(_snapshot(session, T0 + timedelta(minutes=i, seconds=5)))
+            if i % 3 == 0:
+                await store.add_recording(_recording(session, T0 + timedelta(minutes=i)))
+            ended = await store.end_session(session.id, Outcome.RESOLVED, "fixed", "agent", T0 +
+                                            timedelta(minutes=i, seconds=30), [p.id for p in people])
+            assert ended is not None
+            await store.rate(session.id, 5, "great", people[0].id, T0 + timedelta(minutes=i, seconds=40))
+            await store.enqueue_deliveries(ended[1], "session.ended", '{"n": %d}' % i)
+        for due in await store.due_deliveries(T0 + timedelta(hours=2), 5):
+            await store.record_attempt(due.id, T0, 500, "HTTP 500", 12, retry_at=T0, give_up=False)
+        return {}
+    finally:
+        await store.close()
+
+
+async def _rows(url: str) -> dict[str, list[tuple[object, ...]]]:
+    database = Database(url)
+    await database.open(migrate=False)
+    try:
+        async with database.engine.connect() as conn:
+            metadata = await conn.run_sync(tables_of)
+            return {t.name: [tuple(r) for r in (await conn.execute(
+                select(t).order_by(*t.primary_key.columns or t.columns))).all()]
+                for t in metadata.sorted_tables if t.name not in ("alembic_version", "nodes")}
+    finally:
+        await database.close()
+
+
+async def test_db_copy_moves_every_row_to_postgresql_and_refuses_a_full_target(
+        tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = sqlite_url(tmp_path / "visassist.sqlite3")
+    await _fill(source)
+    assert await asyncio.to_thread(main, ["db", "copy", "--from", source, "--to", postgres_url]) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    before, after = await _rows(source), await _rows(postgres_url)
+    assert after == before, "every row of every table, the same values"
+    assert printed["events"] == str(len(before["events"])) and len(before["events"]) >= 120
+    assert int(printed["delivery_attempts"]) == 5
+
+    # The copy goes on where SQLite stopped: new ids come after the copied ones.
+    store = SqliteStore(postgres_url)
+    await store.open()
+    try:
+        session, _ = await _create(store, "ZD-NEW")
+        events = await store.events(session.id)
+        assert isinstance(events[0].data, SessionCreated)
+        assert events[0].seq > max(row[0] for row in before["events"])
+    finally:
+        await store.close()
+
+    assert await asyncio.to_thread(main, ["db", "copy", "--from", source, "--to", postgres_url]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert len((await _rows(postgres_url))["sessions"]) == len(before["sessions"]) + 1, "nothing changed"
