@@ -5,6 +5,7 @@ SQLite to PostgreSQL without losing a row."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.test_store_contract import T0, _chat, _create, _recording, _snapshot
 from visassist.cli import main
 from visassist.events import SessionCreated
 from visassist.models import Outcome
-from visassist.store import SqliteStore
+from visassist.store import DuplicateKey, SqliteStore
 from visassist.store.migrate import head, tables_of
 from visassist.store.sqlite import Database
 from visassist.store.sqlite.legacy import MIGRATIONS as LEGACY
@@ -47,7 +48,7 @@ async def test_a_database_from_before_alembic_is_migrated_and_keeps_its_rows(tmp
             "a column added by a later step reads with its default"
         user = await store.user_by_email("old@example.com")
         assert user is not None and user.id == "usr_old"
-        with pytest.raises(Exception, match="UNIQUE|unique"):
+        with pytest.raises(DuplicateKey):
             await store.create_user("usr_2", "OLD@example.com", "Twin", "agent", "h", "cli")
     finally:
         await store.close()
@@ -64,7 +65,7 @@ def test_db_upgrade_migrates_postgresql_once(postgres_url: str, capsys: pytest.C
     assert capsys.readouterr().out.strip() == f"schema {head()}: up to date"
 
 
-async def _fill(url: str) -> dict[str, int]:
+async def _fill(url: str) -> None:
     """A deployment's worth of every kind of row, through the store."""
     store = SqliteStore(url)
     await store.open()
@@ -83,10 +84,9 @@ async def _fill(url: str) -> dict[str, int]:
                                             timedelta(minutes=i, seconds=30), [p.id for p in people])
             assert ended is not None
             await store.rate(session.id, 5, "great", people[0].id, T0 + timedelta(minutes=i, seconds=40))
-            await store.enqueue_deliveries(ended[1], "session.ended", '{"n": %d}' % i)
+            await store.enqueue_deliveries(ended[1], "session.ended", json.dumps({"n": i}))
         for due in await store.due_deliveries(T0 + timedelta(hours=2), 5):
             await store.record_attempt(due.id, T0, 500, "HTTP 500", 12, retry_at=T0, give_up=False)
-        return {}
     finally:
         await store.close()
 
