@@ -80,6 +80,11 @@ def public_base(request: web.Request) -> str:
     return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
 
 
+async def link_base(request: web.Request, session: Session) -> str:
+    """Links point to the node the session is placed on (any node answers the API)."""
+    return await _ctx(request).nodes.url_of(session.node_id) or public_base(request)
+
+
 def _ctx(request: web.Request) -> AppContext:
     return request.app[AppContext.KEY]
 
@@ -95,16 +100,18 @@ async def create_session(request: web.Request) -> web.Response:
     replayed = None
     if idempotency is not None:
         replayed = await _replay(ctx, key, idempotency)
-    if replayed is None and ctx.hub.full():
-        # Refused before anything is stored: a retry later (or on another node) starts clean.
-        raise ClientError(ApiErrorCode.CAPACITY_EXHAUSTED, "this server carries as many live sessions "
-                          "as it can; try again in a minute", status=503)
     if replayed is None:
+        node = await ctx.nodes.place()
+        if node is None:
+            # Refused before anything is stored: a retry later starts clean.
+            raise ClientError(ApiErrorCode.CAPACITY_EXHAUSTED, "every node carries as many live sessions "
+                              "as it can; try again in a minute", status=503)
         try:
             session = await ctx.sessions.create(
                 ticket_id=body.ticket_id, tier=body.tier,
                 customer=body.customer.model_dump(exclude_none=True), ttl_seconds=body.ttl_seconds,
-                actor=f"api:{key.id}", audio=body.audio, record=body.record, idempotency=idempotency)
+                actor=f"api:{key.id}", audio=body.audio, record=body.record, idempotency=idempotency,
+                node_id=node.id)
         except IdempotencyConflict:  # a concurrent call with the same key won the race
             assert idempotency is not None
             replayed = await _replay(ctx, key, idempotency)
@@ -113,7 +120,7 @@ async def create_session(request: web.Request) -> web.Response:
     if replayed is not None:
         session = replayed
     view = await ctx.sessions.describe(session)
-    view.update(await ctx.sessions.links(session, public_base(request)))
+    view.update(await ctx.sessions.links(session, await link_base(request, session)))
     headers = {"Location": f"/api/v1/sessions/{session.id}"}
     if replayed is not None:
         headers["Idempotent-Replayed"] = "true"
@@ -193,7 +200,7 @@ async def get_session(request: web.Request) -> web.Response:
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"ETag": etag})
     view = await ctx.sessions.describe(session, snapshots=True)
-    view.update(await ctx.sessions.links(session, public_base(request)))
+    view.update(await ctx.sessions.links(session, await link_base(request, session)))
     return web.json_response(view, headers={"ETag": etag})
 
 
@@ -218,8 +225,9 @@ async def invite_participant(request: web.Request) -> web.Response:
     key = await authenticate(request)
     body = await read_json(request, InviteIn)
     ctx = _ctx(request)
-    participant, url = await ctx.sessions.invite(request.match_info["session_id"], Role(body.role),
-                                                 body.name, f"api:{key.id}", public_base(request))
+    session = await ctx.sessions.get(request.match_info["session_id"])
+    participant, url = await ctx.sessions.invite(session.id, Role(body.role), body.name, f"api:{key.id}",
+                                                 await link_base(request, session))
     return web.json_response({
         "participant": {"id": participant.id, "role": participant.role.value, "name": participant.name,
                         "connected": False},
@@ -245,7 +253,7 @@ async def send_invitation(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     settings = ctx.settings
     session = await ctx.sessions.get(request.match_info["session_id"])
-    links = await ctx.sessions.links(session, public_base(request))
+    links = await ctx.sessions.links(session, await link_base(request, session))
     if "customer_url" not in links:
         raise closed_error(session.effective_status(ctx.sessions.clock()), "the session is no longer open")
     try:

@@ -22,6 +22,7 @@ from visassist.errors import ApiErrorCode, ClientError
 from visassist.events import Bus
 from visassist.media.ice import rtc_configuration, use_host_addresses
 from visassist.models import utcnow
+from visassist.nodes import Nodes
 from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
 from visassist.signalling.live import RoomEvents
@@ -116,9 +117,12 @@ def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     # closes and writes its participants' departures.
     outbox = Outbox(store, settings.base_url)
     bus.subscribe("webhook outbox", outbox)
-    bus.subscribe("live rooms", RoomEvents(hub, sessions))
+    rooms = RoomEvents(hub, sessions)
+    bus.subscribe("live rooms", rooms)
+    # Last: relayed to the other nodes once this one's own subscribers have it.
+    nodes = Nodes(settings, store, store.database, hub, bus, rooms, clock)
     return AppContext(settings=settings, store=store, blobs=blobs, hub=hub, sessions=sessions, bus=bus,
-                      outbox=outbox, rtc_configuration=rtc_configuration(settings.ice_servers))
+                      outbox=outbox, nodes=nodes, rtc_configuration=rtc_configuration(settings.ice_servers))
 
 
 async def prune(ctx: AppContext) -> dict[str, int]:
@@ -159,6 +163,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ctx.store.open()
+        await ctx.nodes.start()
         if not await ctx.store.has_users():
             log.warning("no user accounts yet: staff links open without signing in. Before real use, "
                         "create one: visassist user create --email ... --name ... --role admin")
@@ -185,6 +190,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         await ctx.hub.close()
         await tasks.drain()
         await dispatcher.stop()
+        await ctx.nodes.stop()
         await ctx.store.close()
 
     async def disconnect_everyone(app: web.Application) -> None:

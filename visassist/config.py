@@ -71,6 +71,13 @@ class Settings:
         "the database: `postgresql://user:password@host/name` for several nodes sharing one, or "
         "`sqlite:///path`", flag="--database-url", env="VISASSIST_DATABASE_URL",
         default="SQLite in the data directory", metavar="URL"))
+    node_url: str | None = field(default=None, metadata=option(
+        "this node's own base URL, where links to the sessions placed on it point, when several nodes "
+        "share one PostgreSQL database (see Running several nodes)", flag="--node-url",
+        env="VISASSIST_NODE_URL", default="the public URL", metavar="URL"))
+    node_id: str | None = field(default=None, metadata=option(
+        "this node's name among the nodes sharing the database; keep it across restarts",
+        flag="--node-id", env="VISASSIST_NODE_ID", default="host name:port", metavar="NAME"))
     public_url: str | None = field(default=None, metadata=option(
         "base of the links handed out, e.g. `https://assist.example.com` behind a TLS proxy",
         flag="--public-url", env="VISASSIST_PUBLIC_URL", default="the origin of each API request"))

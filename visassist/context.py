@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration
 from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.events import Bus
+from visassist.nodes import Nodes
 from visassist.sessions import SessionService
 from visassist.signalling.room import Hub
 from visassist.store import Store
@@ -28,6 +29,7 @@ class AppContext:
     sessions: SessionService
     bus: Bus
     outbox: Outbox
+    nodes: Nodes
     rtc_configuration: RTCConfiguration
 
 

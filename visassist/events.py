@@ -142,6 +142,15 @@ class SessionRevoked(EventData):
 
 
 @_event
+class SessionMoved(EventData):
+    type = EventType.SESSION_MOVED
+    summary = ("its node stopped answering; the session was placed on another node, where its people "
+               "rejoin")
+    from_node: str
+    to_node: str | None = None  # none when no node had room: the session waits for one
+
+
+@_event
 class SessionRated(EventData):
     type = EventType.SESSION_RATED
     summary = "the customer rated the session"

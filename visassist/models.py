@@ -75,6 +75,7 @@ class EventType(enum.StrEnum):
     RETENTION_PURGED = "retention.purged"
     RECORDING_STARTED = "recording.started"
     RECORDING_STORED = "recording.stored"
+    SESSION_MOVED = "session.moved"
 
 
 class SnapshotSource(enum.StrEnum):
@@ -107,6 +108,7 @@ class Session:
     ended_by: str | None = None
     audio: bool = False  # ask for the customer's microphone from the start
     record: bool = False  # record the customer's video and the voices
+    node_id: str | None = None  # the node its room lives on (visassist/nodes.py)
 
     def effective_status(self, now: datetime) -> Status:
         """Expiry is a matter of time, so it is read off the clock (the service's, which tests move),
@@ -239,6 +241,27 @@ class Delivery:
     @property
     def event_id(self) -> str:
         return f"evt_{self.event_seq}"
+
+
+class NodeState(enum.StrEnum):
+    ACTIVE = "active"  # takes new sessions
+    DRAINING = "draining"  # finishes its live sessions, takes no new ones
+    STOPPED = "stopped"  # shut down cleanly
+    DEAD = "dead"  # stopped beating: its open sessions were placed elsewhere
+
+
+@dataclass(frozen=True)
+class Node:
+    """One visassist process serving rooms, as the shared database knows it."""
+
+    id: str
+    url: str
+    capacity: int
+    load: int  # rooms live on it at its last heartbeat
+    state: NodeState
+    started_at: datetime
+    heartbeat_at: datetime
+    sessions: int = 0  # open sessions placed on it
 
 
 @dataclass(frozen=True)

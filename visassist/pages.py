@@ -75,9 +75,14 @@ async def _participant(request: web.Request, role: Role) -> tuple[Participant, S
         raise PageError(404, ApiErrorCode.INVALID_TOKEN, "This link isn't valid",
                         "Check that you opened the whole link you were sent, or ask your support "
                         "contact for a new one.")
+    session = await ctx.sessions.get(participant.session_id)
+    # A link opened on another node than the session's (its node died and it moved, or a proxy sent
+    # the person elsewhere) goes to where the room is, before anyone signs in on the wrong host.
+    home = await ctx.nodes.url_of(session.node_id)
+    if session.node_id not in (None, ctx.nodes.id) and home is not None:
+        raise web.HTTPTemporaryRedirect(home + request.path_qs)
     if participant.role.staff:
         await admit_staff(request, participant)
-    session = await ctx.sessions.get(participant.session_id)
     return participant, session
 
 

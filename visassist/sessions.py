@@ -112,12 +112,13 @@ class SessionService:
 
     async def create(self, *, ticket_id: str, tier: int, customer: dict[str, Any],
                      ttl_seconds: int, actor: str, audio: bool = False, record: bool | None = None,
-                     idempotency: tuple[str, str, str] | None = None) -> Session:
+                     idempotency: tuple[str, str, str] | None = None, node_id: str | None = None) -> Session:
         now = self.clock()
         session = Session(
             id=new_id("ses"), ticket_id=ticket_id, tier=tier, customer=customer,
             status=Status.WAITING, created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
             audio=audio, record=self.settings.record_by_default if record is None else record,
+            node_id=node_id,
         )
         participants = [
             Participant(id=new_id("par"), session_id=session.id, role=Role.CUSTOMER,

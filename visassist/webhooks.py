@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 ALL_TYPES = tuple(t.value for t in WEBHOOK_TYPES)
 SIGNATURE_HEADER = "Visassist-Signature"
 TOLERANCE_SECONDS = 300
+# A claimed delivery is held for this long: far past any send's timeout, so while one node sends it no
+# other does; if that node dies mid-send, another sends it after the hold.
+CLAIM_HOLD = timedelta(minutes=2)
 
 
 def new_secret() -> str:
@@ -188,7 +191,9 @@ class Dispatcher:
                 self.wake.clear()
 
     async def deliver_due(self) -> int:
-        due = await self.store.due_deliveries(utcnow(), limit=50)
+        now = utcnow()
+        # Held for longer than a send can take (the client's timeout), so no other node sends it too.
+        due = await self.store.claim_deliveries(now, 50, now + CLAIM_HOLD)
         await asyncio.gather(*(self._deliver(d) for d in due))
         return len(due)
 

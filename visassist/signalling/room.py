@@ -427,6 +427,11 @@ class Hub:
     def get(self, session_id: str) -> Room | None:
         return self.rooms.get(session_id)
 
+    def load(self) -> int:
+        """Rooms held or reserved, as the other nodes see it: the limit itself when full for any reason
+        (open files too), so placement passes this node by."""
+        return self.limit if self.full() else len(self.rooms) + len(self._reserved)
+
     def full(self) -> bool:
         if len(self.rooms) + len(self._reserved) >= self.limit:
             return True

@@ -13,6 +13,8 @@ from visassist.models import (
     AuditEntry,
     Delivery,
     DueDelivery,
+    Node,
+    NodeState,
     Outcome,
     Participant,
     Rating,
@@ -151,6 +153,10 @@ class OutboxStore(Protocol):
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]: ...
 
+    async def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
+        """The due deliveries, held until `until` for the caller alone (across nodes)."""
+        ...
+
     async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
                              duration_ms: int, *, retry_at: datetime | None, give_up: bool) -> None: ...
 
@@ -194,6 +200,26 @@ class AccountStore(Protocol):
     async def bind_participant(self, participant_id: str, user_id: str) -> str: ...
 
 
+class NodeStore(Protocol):
+    """The nodes sharing the database and where sessions are placed (visassist/nodes.py)."""
+
+    async def register_node(self, node_id: str, url: str, capacity: int, at: datetime) -> None: ...
+
+    async def heartbeat(self, node_id: str, load: int, at: datetime) -> NodeState | None: ...
+
+    async def set_node_state(self, node_id: str, state: NodeState) -> bool: ...
+
+    async def nodes(self, now: datetime) -> list[Node]: ...
+
+    async def place(self, now: datetime, alive_since: datetime) -> Node | None: ...
+
+    async def fail_over(self, silent_since: datetime, now: datetime) -> list[Event]: ...
+
+    async def place_session(self, session_id: str, node_id: str) -> bool: ...
+
+    async def event(self, seq: int) -> Event | None: ...
+
+
 class ApiKeyStore(Protocol):
     async def create_api_key(self, key_id: str, name: str, key_digest: str) -> ApiKey: ...
 
@@ -216,7 +242,7 @@ class OutboxSource(OutboxStore, SessionReads, Protocol):
     """The webhook subscriber: the outbox, and the session it describes in each payload."""
 
 
-class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, Protocol):
+class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, NodeStore, Protocol):
     """A whole backend."""
 
     async def open(self) -> None: ...

@@ -6,24 +6,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from visassist.store.base import AccountStore, ApiKeyStore, AuditLog, OutboxStore, SessionStore, Store
+from visassist.store.base import (
+    AccountStore,
+    ApiKeyStore,
+    AuditLog,
+    NodeStore,
+    OutboxStore,
+    SessionStore,
+    Store,
+)
 from visassist.store.sqlite.accounts import SqliteAccounts
 from visassist.store.sqlite.api_keys import SqliteApiKeys
 from visassist.store.sqlite.audit import SqliteAudit
 from visassist.store.sqlite.database import Database
+from visassist.store.sqlite.nodes import SqliteNodes
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
 
 __all__ = ["Database", "SqliteStore"]
 
 
-class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
     def __init__(self, url: str) -> None:
         database = Database(url)
-        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes):
             part.__init__(self, database)
 
     async def open(self) -> None:
@@ -43,4 +52,5 @@ if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these
     _accounts: type[AccountStore] = SqliteAccounts
     _api_keys: type[ApiKeyStore] = SqliteApiKeys
     _audit: type[AuditLog] = SqliteAudit
+    _nodes: type[NodeStore] = SqliteNodes
     _store: type[Store] = SqliteStore

@@ -281,7 +281,7 @@ def _session(row: Row) -> Session:
         started_at=_dt(row["started_at"]), ended_at=_dt(row["ended_at"]),
         outcome=Outcome(row["outcome"]) if row["outcome"] else None,
         notes=row["notes"], ended_by=row["ended_by"], audio=bool(row["audio"]),
-        record=bool(row["record"]),
+        record=bool(row["record"]), node_id=row["node_id"],
     )
 
 

@@ -97,6 +97,32 @@ class SqliteOutbox:
         return [_due(r) for r in rows]
 
     @shielded
+    async def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
+        """The due deliveries (as due_deliveries) for this node to send, each held until `until`: no
+        other node's claim returns them meanwhile, and record_attempt sets their next time. A node
+        that dies while sending leaves them to be sent again once the hold is over.
+
+        On PostgreSQL the rows are locked and others' locked rows skipped, so nodes claiming at once
+        neither wait for each other nor take the same delivery."""
+        skip_locked = " FOR UPDATE OF d SKIP LOCKED" if self.database.dialect == "postgresql" else ""
+        async with self.database.transaction(serializable=False) as db:
+            ids = [r["id"] for r in await db.all(
+                "SELECT d.id FROM deliveries d"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ("
+                "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
+                "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
+                f" ORDER BY d.id LIMIT ?{skip_locked}", (_ts(now), limit))]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            await db.execute(f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks})",
+                             (_ts(until), *ids))
+            rows = await db.all(
+                "SELECT d.*, w.url, w.secret FROM deliveries d JOIN webhook_endpoints w"
+                f" ON w.id = d.endpoint_id WHERE d.id IN ({marks}) ORDER BY d.id", tuple(ids))
+            return [_due(r) for r in rows]
+
+    @shielded
     async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
                              duration_ms: int, *, retry_at: datetime | None, give_up: bool) -> None:
         async with self.database.transaction() as db:

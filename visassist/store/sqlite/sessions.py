@@ -62,10 +62,10 @@ class SqliteSessions:
                     raise IdempotencyConflict(str(exc)) from exc
             await db.execute(
                 "INSERT INTO sessions (id, ticket_id, tier, customer, status, created_at, expires_at,"
-                " audio, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " audio, record, node_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.ticket_id, session.tier, json.dumps(session.customer),
                  session.status.value, _ts(session.created_at), _ts(session.expires_at),
-                 int(session.audio), int(session.record)),
+                 int(session.audio), int(session.record), session.node_id),
             )
             for participant, token_digest in participants:
                 await _insert_participant(db, participant, token_digest)
