@@ -21,6 +21,7 @@ from visassist import __version__, management, webhooks
 from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import PARSERS, Declared, Settings, declared, env_list
+from visassist.models import NodeState, utcnow
 from visassist.store import SqliteStore, migrate
 from visassist.store.sqlite import Database
 
@@ -178,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the database to copy, e.g. sqlite:///data/visassist.sqlite3")
     copy.add_argument("--to", dest="target", required=True, metavar="URL",
                       help="the empty database to fill, e.g. postgresql://visassist@db/visassist")
+
+    node = commands.add_parser("node", help="the nodes sharing the database",
+                               description="List the nodes sharing the database, or drain one.")
+    node_commands = node.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    node_list = node_commands.add_parser("list", help="nodes with their state, load and last heartbeat",
+                                         description="List the nodes.")
+    _data_dir_arg(node_list)
+    drain = node_commands.add_parser(
+        "drain", help="take no new sessions on a node; its live ones go on to their end",
+        description="Drain a node before stopping it: new sessions go to the other nodes, and the node "
+                    "finishes the sessions it has. `node list` shows when it carries none; restarting "
+                    "the node makes it active again.")
+    drain.add_argument("id", help="the node's id (see `node list`)")
+    _data_dir_arg(drain)
     return parser
 
 
@@ -263,7 +278,7 @@ async def _copy(source_url: str, target_url: str) -> dict[str, int]:
 
 
 def _when(moment: datetime | None) -> str:
-    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}Z"
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}Z"
 
 
 async def _list_keys(store: SqliteStore) -> list[str]:
@@ -345,6 +360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             before, now = asyncio.run(_upgrade(Settings(data_dir=args.data_dir,
                                                         database_url=args.database_url).database))
             print(f"schema {before or 'empty'} -> {now}" if before != now else f"schema {now}: up to date")
+        elif args.command == "node" and args.node_command == "list":
+            for n in run(args, lambda store: store.nodes(utcnow())):
+                print(f"{n.id}\t{n.url}\t{n.state}\t{n.load}/{n.capacity} live\t{n.sessions} open"
+                      f"\tbeat {_when(n.heartbeat_at)}")
+        elif args.command == "node" and args.node_command == "drain":
+            run(args, lambda store: _ok(store.set_node_state(args.id, NodeState.DRAINING),
+                                        f"no node {args.id}"))
+            print(f"draining {args.id}: it takes no new sessions")
         elif args.command == "db" and args.db_command == "copy":
             for table, rows in asyncio.run(_copy(args.source, args.target)).items():
                 print(f"{table}\t{rows}")

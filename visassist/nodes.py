@@ -113,7 +113,9 @@ class Nodes:
 
     async def _notify(self, event: Event) -> None:
         payload = json.dumps({"seq": event.seq, "session": event.session_id, "node": self.id})
-        await self.database.one("SELECT pg_notify(?, ?)", (CHANNEL, payload))
+        # NOTIFY is sent when its transaction commits.
+        async with self.database.transaction(serializable=False) as tx:
+            await tx.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
 
     async def _listen(self) -> None:
         url = make_url(self.database.url).set(drivername="postgresql")

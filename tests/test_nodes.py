@@ -1,0 +1,122 @@
+"""Two real `visassist serve` nodes on one PostgreSQL (and one shared data directory): sessions are
+placed on the least-loaded node and work end to end in Chromium there, any node's API ends them at
+once, webhooks go out once, a drained node takes nothing new, and a killed node's sessions move."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from playwright.async_api import BrowserContext, expect
+
+from tests.browser import (
+    COUNT_FRAMES,
+    frames_since,
+    join_as_customer,
+    new_session,
+    open_console,
+    wait_playing,
+)
+from tests.test_restart import VISASSIST, server
+from tests.utils import free_port
+
+
+def cli(url: str, *args: str) -> str:
+    result = subprocess.run([VISASSIST, *args, "--database-url", url], capture_output=True, text=True,
+                            check=True)
+    return result.stdout.strip()
+
+
+@contextlib.asynccontextmanager
+async def receiver() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A webhook receiver on loopback, keeping each delivery's headers."""
+    received: list[dict[str, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        received.append({k: request.headers[k] for k in ("Visassist-Event-Id", "Visassist-Event-Type",
+                                                           "Visassist-Signature")})
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
+
+
+def node(tmp_path: Path, database: str, name: str, port: int,
+         stop: signal.Signals = signal.SIGTERM) -> contextlib.AbstractAsyncContextManager[str]:
+    return server(tmp_path / "data", port, stop, args=[
+        "--database-url", database, "--node-id", name, "--node-url", f"http://127.0.0.1:{port}"])
+
+
+async def events_of(api: aiohttp.ClientSession, session_id: str) -> list[dict[str, Any]]:
+    async with api.get(f"/api/v1/sessions/{session_id}") as response:
+        return list((await response.json())["events"])
+
+
+async def test_two_nodes_share_the_work_and_the_record(tmp_path: Path, postgres_url: str,
+                                                      phone: BrowserContext, desktop: BrowserContext) -> None:
+    cli(postgres_url, "db", "upgrade")
+    key = cli(postgres_url, "api-key", "create", "--name", "nodes test")
+    port_a, port_b = free_port(), free_port()
+    async with receiver() as (hook_url, received):
+        cli(postgres_url, "webhook", "add", "--url", hook_url, "--events", "session.created,session.ended")
+        async with node(tmp_path, postgres_url, "a", port_a) as a, node(tmp_path, postgres_url, "b", port_b) as b, \
+                aiohttp.ClientSession(base_url=a, headers={"Authorization": f"Bearer {key}"}) as api_a, \
+                aiohttp.ClientSession(base_url=b, headers={"Authorization": f"Bearer {key}"}) as api_b:
+            await asyncio.sleep(1.2)  # both have beaten at least once
+            sessions = [await new_session(api_a, ticket_id=f"ZD-{i}") for i in range(4)]
+            homes = Counter(s["customer_url"].split("/s/")[0] for s in sessions)
+            assert homes == {a: 2, b: 2}, f"spread evenly over both nodes: {homes}"
+            on_b = next(s for s in sessions if s["customer_url"].startswith(b))
+
+            # Opened through node A, the link is sent on to node B, where the call happens.
+            wrong_door = on_b["agent_url"].replace(b, a)
+            agent = await open_console(desktop, wrong_door)
+            assert agent.url.startswith(b), agent.url
+            customer = await join_as_customer(phone, on_b["customer_url"])
+            await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+            await wait_playing(agent, "remote-video")
+            await agent.evaluate(COUNT_FRAMES, "remote-video")
+            started = float(await agent.evaluate("performance.now()"))
+            await asyncio.sleep(1)
+            assert await frames_since(agent, started) >= 15, "video flows on node B"
+
+            # Ended through node A's API: the call on node B ends at once.
+            async with api_a.post(f"/api/v1/sessions/{on_b['id']}/end",
+                                  json={"outcome": "resolved", "notes": "fixed"}) as response:
+                assert response.status == 200, await response.text()
+            await expect(customer.get_by_text("ended", exact=False).first).to_be_visible(timeout=3_000)
+            record = await events_of(api_b, on_b["id"])
+            assert [e["type"] for e in record].count("session.ended") == 1
+
+            # A drained node takes no new sessions.
+            cli(postgres_url, "node", "drain", "a")
+            later = [await new_session(api_a, ticket_id=f"ZD-D{i}") for i in range(3)]
+            assert all(s["customer_url"].startswith(b) for s in later), "all placed on node B"
+            listing = cli(postgres_url, "node", "list")
+            assert "\tdraining\t" in listing and "\tactive\t" in listing, listing
+
+            deadline = asyncio.get_running_loop().time() + 15
+            expected = 1 + len(sessions) + len(later)  # session.created each, and one session.ended
+            while len(received) < expected and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)  # time for any duplicate to arrive
+    ids = Counter(r["Visassist-Event-Id"] for r in received)
+    assert len(received) == expected and max(ids.values()) == 1, f"each webhook once: {ids}"
+    assert Counter(r["Visassist-Event-Type"] for r in received)["session.ended"] == 1
