@@ -10,6 +10,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,28 @@ def cli(url: str, *args: str) -> str:
     return result.stdout.strip()
 
 
+@dataclass
+class Received:
+    deliveries: list[dict[str, str]] = field(default_factory=list)
+    more: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def at_least(self, count: int, seconds: float) -> None:
+        async with asyncio.timeout(seconds):
+            while len(self.deliveries) < count:
+                await self.more.wait()
+                self.more.clear()
+
+
 @contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+async def receiver() -> AsyncIterator[tuple[str, Received]]:
     """A webhook receiver on loopback, keeping each delivery's headers."""
-    received: list[dict[str, str]] = []
+    received = Received()
 
     async def hook(request: web.Request) -> web.Response:
         await request.read()
-        received.append({k: request.headers[k] for k in ("Visassist-Event-Id", "Visassist-Event-Type",
-                                                           "Visassist-Signature")})
+        received.deliveries.append({k: request.headers[k] for k in (
+            "Visassist-Event-Id", "Visassist-Event-Type", "Visassist-Signature")})
+        received.more.set()
         return web.Response(status=204)
 
     app = web.Application()
@@ -75,10 +89,14 @@ async def test_two_nodes_share_the_work_and_the_record(tmp_path: Path, postgres_
     key = cli(postgres_url, "api-key", "create", "--name", "nodes test")
     port_a, port_b = free_port(), free_port()
     async with receiver() as (hook_url, received):
-        cli(postgres_url, "webhook", "add", "--url", hook_url, "--events", "session.created,session.ended")
-        async with node(tmp_path, postgres_url, "a", port_a) as a, node(tmp_path, postgres_url, "b", port_b) as b, \
-                aiohttp.ClientSession(base_url=a, headers={"Authorization": f"Bearer {key}"}) as api_a, \
-                aiohttp.ClientSession(base_url=b, headers={"Authorization": f"Bearer {key}"}) as api_b:
+        cli(postgres_url, "webhook", "add", "--url", hook_url, "--events",
+            "session.created,session.ended")
+        async with contextlib.AsyncExitStack() as stack:
+            a = await stack.enter_async_context(node(tmp_path, postgres_url, "a", port_a))
+            b = await stack.enter_async_context(node(tmp_path, postgres_url, "b", port_b))
+            auth = {"Authorization": f"Bearer {key}"}
+            api_a = await stack.enter_async_context(aiohttp.ClientSession(base_url=a, headers=auth))
+            api_b = await stack.enter_async_context(aiohttp.ClientSession(base_url=b, headers=auth))
             await asyncio.sleep(1.2)  # both have beaten at least once
             sessions = [await new_session(api_a, ticket_id=f"ZD-{i}") for i in range(4)]
             homes = Counter(s["customer_url"].split("/s/")[0] for s in sessions)
@@ -112,11 +130,50 @@ async def test_two_nodes_share_the_work_and_the_record(tmp_path: Path, postgres_
             listing = cli(postgres_url, "node", "list")
             assert "\tdraining\t" in listing and "\tactive\t" in listing, listing
 
-            deadline = asyncio.get_running_loop().time() + 15
             expected = 1 + len(sessions) + len(later)  # session.created each, and one session.ended
-            while len(received) < expected and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.2)
+            await received.at_least(expected, 15)
             await asyncio.sleep(2)  # time for any duplicate to arrive
-    ids = Counter(r["Visassist-Event-Id"] for r in received)
-    assert len(received) == expected and max(ids.values()) == 1, f"each webhook once: {ids}"
-    assert Counter(r["Visassist-Event-Type"] for r in received)["session.ended"] == 1
+    ids = Counter(r["Visassist-Event-Id"] for r in received.deliveries)
+    assert len(received.deliveries) == expected and max(ids.values()) == 1, f"each webhook once: {ids}"
+    assert Counter(r["Visassist-Event-Type"] for r in received.deliveries)["session.ended"] == 1
+
+
+async def test_a_killed_nodes_call_moves_to_the_other_node(tmp_path: Path, postgres_url: str,
+                                                          phone: BrowserContext,
+                                                          desktop: BrowserContext) -> None:
+    cli(postgres_url, "db", "upgrade")
+    key = cli(postgres_url, "api-key", "create", "--name", "nodes test")
+    auth = {"Authorization": f"Bearer {key}"}
+    port_a, port_b = free_port(), free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node(tmp_path, postgres_url, "a", port_a))
+        api = await stack.enter_async_context(aiohttp.ClientSession(base_url=a, headers=auth))
+        doomed = contextlib.AsyncExitStack()
+        b = await doomed.enter_async_context(node(tmp_path, postgres_url, "b", port_b, signal.SIGKILL))
+        await asyncio.sleep(1.2)
+        first = await new_session(api, ticket_id="ZD-A")
+        session = await new_session(api, ticket_id="ZD-B")
+        assert first["customer_url"].startswith(a) and session["customer_url"].startswith(b)
+        agent = await open_console(desktop, session["agent_url"])
+        customer = await join_as_customer(phone, session["customer_url"])
+        await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+        await wait_playing(agent, "remote-video")
+
+        await doomed.aclose()  # SIGKILL: no goodbye to anyone
+        killed = asyncio.get_running_loop().time()
+        for page in (agent, customer):
+            await page.wait_for_url(f"{a}/**", timeout=30_000)
+        await expect(customer.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+        await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+        await wait_playing(agent, "remote-video")
+        await agent.evaluate(COUNT_FRAMES, "remote-video")
+        watching = float(await agent.evaluate("performance.now()"))
+        await asyncio.sleep(1)
+        assert await frames_since(agent, watching) >= 15, "video flows on node A"
+        seconds = asyncio.get_running_loop().time() - killed - 1
+        print(f"\nnode killed: the call's video was back on the other node {seconds:.1f} s later")
+
+        moved = [e for e in await events_of(api, session["id"]) if e["type"] == "session.moved"]
+        assert [(e["data"]["from_node"], e["data"]["to_node"]) for e in moved] == [("b", "a")]
+        listing = cli(postgres_url, "node", "list")
+        assert any(line.startswith("b\t") and "\tdead\t" in line for line in listing.splitlines()), listing

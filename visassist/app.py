@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Pages load only our own scripts and styles; media and sockets stay on this origin.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-       "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "media-src 'self' blob:; connect-src 'self'{nodes}; frame-ancestors 'none'; base-uri 'none'; "
        "form-action 'self'; object-src 'none'")
 
 _HTTP_CODES = {400: ApiErrorCode.BAD_REQUEST, 401: ApiErrorCode.UNAUTHORIZED, 403: ApiErrorCode.FORBIDDEN,
@@ -101,7 +101,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     if request.path.startswith(pages.STATIC_PREFIX + "/") and response.status == 200:
         headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
     if response.content_type == "text/html":
-        headers.setdefault("Content-Security-Policy", CSP)
+        # Pages may ask the other nodes where their session went (static/js/signalling.js).
+        nodes = "".join(f" {url}" for url in request.app[AppContext.KEY].nodes.known)
+        headers.setdefault("Content-Security-Policy", CSP.format(nodes=nodes))
         headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
     return response
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from visassist.config import Settings
 from visassist.events import Bus, Event
-from visassist.models import Node, NodeState
+from visassist.models import Node, NodeState, Session
 from visassist.signalling.room import Hub
 from visassist.store import Store
 from visassist.store.sqlite import Database
@@ -35,6 +35,10 @@ HEARTBEAT = timedelta(seconds=1)
 # A node silent this long is dead: long enough for a busy event loop or a database failover, short
 # enough that its people are moved within seconds.
 SILENT_AFTER = timedelta(seconds=5)
+
+
+class Moving(Exception):
+    """The session's node stopped answering and the session is not placed elsewhere yet."""
 
 
 def node_id(settings: Settings) -> str:
@@ -53,6 +57,7 @@ class Nodes:
         self.rooms = rooms  # the live rooms' subscriber, given relayed events
         self.clock = clock
         self.state = NodeState.ACTIVE
+        self.known: list[str] = []  # the other nodes' URLs, as of the last heartbeat
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -91,6 +96,29 @@ class Nodes:
                 return node.url
         return None
 
+    async def where(self, session: Session) -> str | None:
+        """Where a session's people belong: None for this node, else the base URL of the live node that
+        carries it. A session no node had room for when its own died is taken on here; one whose node
+        died a moment ago, before it was moved, raises Moving (its people try again shortly)."""
+        if session.node_id == self.id:
+            return None
+        if session.node_id is None:
+            await self.store.place_session(session.id, self.id)
+            return None
+        for node in await self._alive():
+            if node.id == session.node_id:
+                return node.url
+        raise Moving(session.node_id)
+
+    async def others(self) -> list[str]:
+        """The base URLs of the other live nodes."""
+        return [node.url for node in await self._alive() if node.id != self.id]
+
+    async def _alive(self) -> list[Node]:
+        now = self.clock()
+        return [node for node in await self.store.nodes(now) if node.heartbeat_at >= now - SILENT_AFTER
+                and node.state in (NodeState.ACTIVE, NodeState.DRAINING)]
+
     async def _beat(self) -> None:
         while True:
             try:
@@ -102,6 +130,7 @@ class Nodes:
                     await self.store.register_node(self.id, self.url, self.settings.max_live_sessions, now)
                     state = NodeState.ACTIVE
                 self.state = state
+                self.known = sorted({n.url for n in await self.store.nodes(now) if n.id != self.id})
                 if moved := await self.store.fail_over(now - SILENT_AFTER, now):
                     log.warning("moved %d sessions off silent nodes", len(moved))
                     await self.bus.publish(*moved)

@@ -11,12 +11,13 @@ import jinja2
 from aiohttp import web
 
 from visassist.accounts import admit_staff
-from visassist.api import read_json, snapshot_image
+from visassist.api import public_base, read_json, snapshot_image
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound
 from visassist.media.compose import PhotoError, encode_png
 from visassist.media.pictures import to_bgr
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
+from visassist.nodes import Moving
 from visassist.schemas import RatingIn
 from visassist.tokens import digest, looks_like_token
 
@@ -78,8 +79,11 @@ async def _participant(request: web.Request, role: Role) -> tuple[Participant, S
     session = await ctx.sessions.get(participant.session_id)
     # A link opened on another node than the session's (its node died and it moved, or a proxy sent
     # the person elsewhere) goes to where the room is, before anyone signs in on the wrong host.
-    home = await ctx.nodes.url_of(session.node_id)
-    if session.node_id not in (None, ctx.nodes.id) and home is not None:
+    try:
+        home = await ctx.nodes.where(session)
+    except Moving:
+        home = None  # served here; the page's socket tries until the session is placed
+    if home is not None:
         raise web.HTTPTemporaryRedirect(home + request.path_qs)
     if participant.role.staff:
         await admit_staff(request, participant)
@@ -149,6 +153,26 @@ def _refuse_when_full(request: web.Request, session: Session) -> None:
         raise PageError(503, ApiErrorCode.CAPACITY_EXHAUSTED, "We're very busy right now",
                         "Too many video sessions are running at the moment. Please try this link again "
                         "in a minute or two; it stays valid.")
+
+
+@routes.get("/where/{token}")
+async def where(request: web.Request) -> web.Response:
+    """Where a link's session is carried now: a page whose node stopped answering asks the other nodes
+    (it learnt them in `welcome`), from its own origin, hence CORS."""
+    ctx = request.app[AppContext.KEY]
+    token = request.match_info["token"]
+    participant = await ctx.store.participant_by_token(digest(token)) if looks_like_token(token) else None
+    cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
+    if participant is None:
+        return web.json_response({"error": {"code": "invalid_token", "message": "this link is not valid"}},
+                                 status=404, headers=cors)
+    session = await ctx.sessions.get(participant.session_id)
+    try:
+        home = await ctx.nodes.where(session)
+    except Moving:
+        return web.json_response({"url": None}, headers=cors)  # not placed yet: ask again
+    here = await ctx.nodes.url_of(ctx.nodes.id) or public_base(request)
+    return web.json_response({"url": home or here}, headers=cors)
 
 
 @routes.get("/s/{token}")

@@ -454,6 +454,11 @@ $("rating-form").addEventListener("submit", async (event) => {
 $("join").addEventListener("click", join);
 $("retry").addEventListener("click", () => {
   show("consent");
+// Moved here from a node that stopped answering, mid-call: the customer agreed already.
+if (location.hash === "#resume") {
+  history.replaceState(null, "", location.pathname + location.search);
+  join();
+}
   join();
 });
 $("leave").addEventListener("click", leave);
@@ -481,3 +486,8 @@ document.addEventListener("visibilitychange", () => {
   else if (peer.state === "failed" || peer.state === "closed") peer.retry();
 });
 show("consent");
+// Moved here from a node that stopped answering, mid-call: the customer agreed already.
+if (location.hash === "#resume") {
+  history.replaceState(null, "", location.pathname + location.search);
+  join();
+}

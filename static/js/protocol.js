@@ -45,6 +45,7 @@ export const ServerMessage = Object.freeze({
   INVITED: "invited",
   ENDED: "ended",
   RESTARTING: "restarting",
+  MOVED: "moved",
   ERROR: "error",
 });
 

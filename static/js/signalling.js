@@ -13,6 +13,10 @@ const CONNECT_MS = 4000;
 // every 100-250 ms (spread, so pages do not all arrive at once) for this long, then back off as usual.
 const RESTART_WINDOW_MS = 20000;
 const SERVICE_RESTART = 1012;
+// Failed attempts in a row before asking the other nodes (named in `welcome`) where the session went:
+// its node may have died, and the session moved to another within seconds.
+const LOCATE_AFTER = 3;
+const LOCATE_TIMEOUT_MS = 2000;
 
 export class Signalling extends EventTarget {
   #token;
@@ -23,6 +27,8 @@ export class Signalling extends EventTarget {
   #heardAt = 0;
   #pinger = null;
   #restartUntil = 0;
+  #nodes = [];
+  #locating = false;
 
   constructor(token) {
     super();
@@ -86,6 +92,36 @@ export class Signalling extends EventTarget {
     }
     this.#emit("reconnecting", { delay: wait });
     this.#timer = setTimeout(() => this.connect(), wait);
+    if (this.#attempt >= LOCATE_AFTER && this.#nodes.length) this.#locate();
+  }
+
+  // Ask the other nodes where the session is now; go there if it is not here.
+  async #locate() {
+    if (this.#locating) return;
+    this.#locating = true;
+    try {
+      for (const node of this.#nodes) {
+        const response = await fetch(`${node}/where/${this.#token}`, {
+          cache: "no-store",
+          signal: AbortSignal.timeout(LOCATE_TIMEOUT_MS),
+        }).catch(() => null);
+        const found = response?.ok ? (await response.json().catch(() => ({}))).url : null;
+        if (found && new URL(found).origin !== location.origin) {
+          this.#moveTo(found);
+          return;
+        }
+      }
+    } finally {
+      this.#locating = false;
+    }
+  }
+
+  // The same link on the node that carries the session now; `#resume` says the person already
+  // agreed to share, so the page carries on without asking again.
+  #moveTo(base) {
+    this.stop();
+    this.#emit("moved", { url: base });
+    location.replace(`${new URL(base).origin}${location.pathname}${location.search}#resume`);
   }
 
   send(message) {
@@ -112,6 +148,11 @@ export class Signalling extends EventTarget {
     if (message.type === ServerMessage.WELCOME) {
       this.#attempt = 0;
       this.#restartUntil = 0;
+      this.#nodes = message.nodes ?? [];
+    }
+    if (message.type === ServerMessage.MOVED) {
+      this.#moveTo(message.url);
+      return;
     }
     if (message.type === ServerMessage.RESTARTING) this.#restarted();
     if (message.type === ServerMessage.ENDED) this.#stopped = true;

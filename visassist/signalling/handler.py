@@ -17,6 +17,7 @@ from visassist.events import MediaStarted, MediaStopped, ParticipantJoined, Sess
 from visassist.media.feed import Size
 from visassist.media.recorder import Recorded
 from visassist.models import Session, Status, VideoSource
+from visassist.nodes import Moving
 from visassist.schemas import SessionSummaryOut, SnapshotOut
 from visassist.signalling.actions import Joined, dispatch, error
 from visassist.signalling.live import depart
@@ -28,6 +29,7 @@ from visassist.signalling.protocol import (
     ErrorCode,
     Frozen,
     Hello,
+    Moved,
     ParticipantInfo,
     Presence,
     ProtocolError,
@@ -131,6 +133,15 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
     if status is Status.EXPIRED:
         await _refuse(ws, ErrorCode.SESSION_EXPIRED, "this link has expired")
         return None
+    try:
+        home = await ctx.nodes.where(session)
+    except Moving:  # its node died a moment ago: it is placed elsewhere within seconds
+        await _refuse(ws, ErrorCode.SERVER_BUSY, "this session is moving to another server; try again")
+        return None
+    if home is not None:
+        await ws.send_str(encode(Moved(url=home)))
+        await ws.close()
+        return None
     room = ctx.hub.get(session.id)
     if room is None:
         if not ctx.hub.reserve(session.id):
@@ -182,6 +193,7 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
         snapshots=[SnapshotOut.of(s, connection.snapshots_path)
                    for s in await ctx.store.snapshots(session.id)] if participant.role.staff else [],
         frozen=room.frozen is not None,
+        nodes=await ctx.nodes.others(),
         audio=current.audio,
     ))
     await room.broadcast(Presence(participants=room.presence()))

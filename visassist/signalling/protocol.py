@@ -253,6 +253,8 @@ class Welcome(_Message):
     snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far
     frozen: bool = False
     audio: bool = False  # the session asked for the customer's microphone from the start
+    # Base URLs of the other live nodes: where to ask for the session if this node stops answering.
+    nodes: list[str] = []
 
 
 class Answer(_Message):
@@ -364,6 +366,14 @@ class Restarting(_Message):
     type: Literal["restarting"] = "restarting"
 
 
+class Moved(_Message):
+    """The session is carried by another node now (its own node stopped answering): open the same link
+    there. The socket then closes."""
+
+    type: Literal["moved"] = "moved"
+    url: str  # the node's base URL
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -373,7 +383,7 @@ class Error(_Message):
 
 ServerMessage = (Welcome | Answer | Pong | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
                  | PointerOut | Frozen | PhotoRequested | CameraControlOut | CameraStateOut | QualityOut
-                 | QualityRequested | Invited | Ended | Restarting | Error)
+                 | QualityRequested | Invited | Ended | Restarting | Moved | Error)
 
 CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
     m.model_fields["type"].annotation.__args__[0] for m in ClientMessageType.__args__)
