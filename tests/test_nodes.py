@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -30,9 +31,9 @@ from tests.test_restart import VISASSIST, server
 from tests.utils import free_port
 
 
-def cli(url: str, *args: str) -> str:
+def cli(url: str, *args: str, stdin: str | None = None) -> str:
     result = subprocess.run([VISASSIST, *args, "--database-url", url], capture_output=True, text=True,
-                            check=True)
+                            check=True, input=stdin)
     return result.stdout.strip()
 
 
@@ -76,6 +77,17 @@ def node(tmp_path: Path, database: str, name: str, port: int,
          stop: signal.Signals = signal.SIGTERM) -> contextlib.AbstractAsyncContextManager[str]:
     return server(tmp_path / "data", port, stop, args=[
         "--database-url", database, "--node-id", name, "--node-url", f"http://127.0.0.1:{port}"])
+
+
+async def sign_in(base: str, email: str, password: str) -> int:
+    """One sign-in through a node's form (its own CSRF cookie); the response's status."""
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get("/login") as form:
+            found = re.search(r'name="csrf" value="([^"]+)"', await form.text())
+            assert found is not None
+        async with browser.post("/login", data={"email": email, "password": password, "csrf": found[1]},
+                                allow_redirects=False) as response:
+            return response.status
 
 
 async def events_of(api: aiohttp.ClientSession, session_id: str) -> list[dict[str, Any]]:
@@ -122,6 +134,22 @@ async def test_two_nodes_share_the_work_and_the_record(tmp_path: Path, postgres_
             await expect(customer.get_by_text("ended", exact=False).first).to_be_visible(timeout=3_000)
             record = await events_of(api_b, on_b["id"])
             assert [e["type"] for e in record].count("session.ended") == 1
+
+            # One database: a retried create is recognised on the other node, and failed sign-ins
+            # count on every node.
+            twice = {"Idempotency-Key": "create-once"}
+            async with api_a.post("/api/v1/sessions", json={"ticket_id": "ZD-I", "tier": 2},
+                                  headers=twice) as response:
+                once = await response.json()
+            async with api_b.post("/api/v1/sessions", json={"ticket_id": "ZD-I", "tier": 2},
+                                  headers=twice) as response:
+                assert response.headers.get("Idempotent-Replayed") == "true"
+                assert (await response.json())["id"] == once["id"]
+            sessions.append(once)
+            cli(postgres_url, "user", "create", "--email", "lead@example.com", "--name", "Lead", "--role",
+                "supervisor", "--password-stdin", stdin="a long enough password\n")
+            statuses = [await sign_in(base, "lead@example.com", "wrong password") for base in (a, b) * 3]
+            assert statuses == [401] * 5 + [429], statuses
 
             # A drained node takes no new sessions.
             cli(postgres_url, "node", "drain", "a")
