@@ -7,6 +7,7 @@ interface (no SQL), so a test failing on a new backend is a difference in behavi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -347,6 +348,29 @@ async def test_failed_deliveries_can_be_redelivered_and_a_removed_endpoint_cance
     assert await store.due_deliveries(utcnow(), 10) == []
     removed = (await store.webhooks())[0]
     assert removed.disabled_at is not None
+
+
+async def test_claimed_deliveries_go_to_one_claimer_and_wait_out_their_hold(store: Store) -> None:
+    await store.create_webhook("whk_a", "https://example.com/a", "s", ["session.created", "session.ended"])
+    sessions = [(await _create(store, at=T0))[0] for _ in range(6)]
+    for event in await store.outbox_pending(20):
+        await store.enqueue_deliveries(event, event.type.value, "{}")
+    ended = await store.end_session(sessions[0].id, Outcome.RESOLVED, "", "par_a", T0, [])
+    assert ended is not None
+    await store.enqueue_deliveries(ended[1], "session.ended", "{}")
+    hold = T0 + timedelta(minutes=2)
+    # Several nodes claiming at the same moment: each delivery goes to one of them.
+    claims = await asyncio.gather(*(store.claim_deliveries(T0, 3, hold) for _ in range(4)))
+    claimed = [d.id for claim in claims for d in claim]
+    assert len(claimed) == len(set(claimed)) == 6, "one claimer each, and each session's first only"
+    assert await store.claim_deliveries(T0 + timedelta(minutes=1), 10, hold) == [], "held"
+    first = next(d for claim in claims for d in claim if d.session_id == sessions[0].id)
+    await store.record_attempt(first.id, T0, 204, None, 5, retry_at=None, give_up=False)
+    after = await store.claim_deliveries(T0 + timedelta(minutes=1), 10, hold)
+    assert [(d.session_id, d.type) for d in after] == [(sessions[0].id, "session.ended")], \
+        "the session's next delivery, once the one before it was sent"
+    again = await store.claim_deliveries(hold, 10, hold + timedelta(minutes=2))
+    assert len(again) == 6, "a claim whose sender died is due again after its hold"
 
 
 async def test_an_internal_webhook_is_kept_in_step_with_its_adapter(store: Store) -> None:
