@@ -182,6 +182,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for days in (values.get("retention_media_days"), values.get("retention_chat_days")):
         if days is not None and days < 1:
             raise ValueError("retention is a number of days, 1 or more")
+    if bool(values.get("turn_secret")) != bool(values.get("turn_urls")):
+        raise ValueError("TURN needs both --turn-secret and at least one --turn-url")
+    for url in values.get("turn_urls", ()):
+        if not url.startswith(("turn:", "turns:")):
+            raise ValueError(f"not a TURN URL: {url!r} (want turn:host:port or turns:host:443)")
+    if values.get("turn_ttl_seconds", 60) < 60:
+        raise ValueError("--turn-ttl is 60 seconds or more")
     if values.get("max_live_sessions", 1) < 1:
         raise ValueError("--max-live-sessions is 1 or more")
     return Settings(**values)

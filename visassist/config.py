@@ -80,6 +80,24 @@ class Settings:
     ice_servers: tuple[IceServer, ...] = field(default=(), metadata=option(
         "STUN/TURN for browsers and the server: `stun:host:3478` or `turn:host:3478|user|password`; "
         "repeat for several", flag="--ice-server", env="VISASSIST_ICE_SERVERS", metavar="SPEC"))
+    # TURN with coturn's REST authentication (visassist/media/turn.py): a shared secret, no passwords.
+    turn_secret: str | None = field(default=None, metadata=option(
+        "coturn's `static-auth-secret` (`use-auth-secret`): each page gets TURN credentials of its own, "
+        "valid for `--turn-ttl`; prefer the environment variable, which other users cannot see in `ps`; "
+        "see docs/turn.md", flag="--turn-secret", env="VISASSIST_TURN_SECRET", default="off"))
+    turn_urls: tuple[str, ...] = field(default=(), metadata=option(
+        "the TURN server's URLs handed out with those credentials, e.g. "
+        "`turn:turn.example.com:3478?transport=udp`, `turn:turn.example.com:3478?transport=tcp`, "
+        "`turns:turn.example.com:443?transport=tcp`; repeat for several", flag="--turn-url",
+        env="VISASSIST_TURN_URLS", metavar="URL"))
+    turn_ttl_seconds: int = field(default=8 * 3600, metadata=option(
+        "how long TURN credentials stay valid; longer than a call (coturn refuses to refresh an "
+        "allocation once they expire), and a page gets fresh ones each time it reconnects",
+        flag="--turn-ttl", env="VISASSIST_TURN_TTL", metavar="SECONDS"))
+    ice_relay_only: bool = field(default=False, metadata=option(
+        "pages connect their media only through TURN (`iceTransportPolicy: \"relay\"`): hides the "
+        "participants' addresses from the server and tests a TURN deployment", flag="--ice-relay-only",
+        env="VISASSIST_ICE_RELAY_ONLY"))
     # Retention: None keeps them until the ticket is erased.
     retention_media_days: int | None = field(default=None, metadata=option(
         "remove snapshots and their images this many days after a session ended (hourly purge, "

@@ -3,7 +3,7 @@
 import { Overlay } from "./annotate.js";
 import { ChatPanel } from "./chat.js";
 import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "./device.js";
-import { ServerPeer } from "./peer.js";
+import { ServerPeer, iceConfiguration } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
 import { Microphone, RemoteVoice } from "./voice.js";
@@ -67,7 +67,7 @@ let screen = null; // MediaStream of a shared screen
 let microphone = null; // a Microphone, once the socket exists
 let signalling = null;
 let peer = null;
-let iceServers = [];
+let ice = { iceServers: [] };
 let welcomed = false;
 let profile = "high";
 const meter = new UplinkMeter();
@@ -141,7 +141,7 @@ function startPeer(rebuild = false) {
   if (!welcomed || !(camera || screen)) return;
   // Encoder settings are touched only when the agent asked for less: setParameters on a fresh
   // sender reconfigures the encoder and delays the first frame.
-  peer.start(iceServers, { rebuild })
+  peer.start(ice, { rebuild })
     .then(() => profile !== "high" && applyProfile(peer.sender(), profile))
     .catch(() => {});
 }
@@ -171,7 +171,7 @@ function connect() {
       : `Waiting for ${agent} to join…`;
   }
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
-    iceServers = detail.ice_servers;
+    ice = iceConfiguration(detail);
     welcomed = true;
     link.stalled = false;
     me = detail.participant.id;

@@ -16,6 +16,7 @@ from visassist.errors import ClientError
 from visassist.events import MediaStarted, MediaStopped, ParticipantJoined, SessionHandover
 from visassist.media.feed import Size
 from visassist.media.recorder import Recorded
+from visassist.media.turn import ice_servers_for
 from visassist.models import Session, Status, VideoSource
 from visassist.schemas import SessionSummaryOut, SnapshotOut
 from visassist.signalling.actions import Joined, dispatch, error
@@ -176,7 +177,8 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
                                     name=participant.name, connected=True,
                                     lead=participant.id == room.lead),
         session=SessionSummaryOut.of(current, ctx.sessions.clock()),
-        ice_servers=[s.to_browser() for s in ctx.settings.ice_servers],
+        ice_servers=[s.to_browser() for s in ice_servers_for(ctx.settings, participant.id)],
+        ice_transport_policy="relay" if ctx.settings.ice_relay_only else "all",
         participants=room.presence(),
         chat=await ctx.sessions.transcript(session.id),
         snapshots=[SnapshotOut.of(s, connection.snapshots_path)

@@ -248,6 +248,7 @@ class Welcome(_Message):
     participant: ParticipantInfo
     session: SessionSummaryOut
     ice_servers: list[dict[str, str]]
+    ice_transport_policy: Literal["all", "relay"] = "all"  # "relay": media only through TURN
     participants: list[ParticipantInfo]
     chat: list[ChatMessageOut] = []
     snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far
