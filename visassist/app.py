@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, web
 
-from visassist import admin, api, pages, signin, tasks
+from visassist import admin, api, metrics, pages, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -21,6 +22,7 @@ from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError
 from visassist.events import Bus
 from visassist.media.ice import rtc_configuration, use_host_addresses
+from visassist.metrics import Metrics
 from visassist.models import utcnow
 from visassist.sessions import SessionService
 from visassist.signalling import handler as signalling
@@ -117,8 +119,11 @@ def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     outbox = Outbox(store, settings.base_url)
     bus.subscribe("webhook outbox", outbox)
     bus.subscribe("live rooms", RoomEvents(hub, sessions))
+    metrics = Metrics(settings, hub)
+    bus.subscribe("metrics", metrics.join_outcomes)
     return AppContext(settings=settings, store=store, blobs=blobs, hub=hub, sessions=sessions, bus=bus,
-                      outbox=outbox, rtc_configuration=rtc_configuration(settings.ice_servers))
+                      outbox=outbox, rtc_configuration=rtc_configuration(settings.ice_servers),
+                      metrics=metrics)
 
 
 async def prune(ctx: AppContext) -> dict[str, int]:
@@ -158,6 +163,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     use_host_addresses(settings.ice_addresses)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        ctx.metrics.threads.loop_thread = threading.get_native_id()
         await ctx.store.open()
         if not await ctx.store.has_users():
             log.warning("no user accounts yet: staff links open without signing in. Before real use, "
@@ -167,7 +173,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
-        dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))
+        dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap),
+                                on_attempt=ctx.metrics.attempted)
         zendesk = None
         if settings.zendesk_url and settings.zendesk_email and settings.zendesk_token:
             zendesk = ZendeskConfig(settings.zendesk_url.rstrip("/"), settings.zendesk_email,
@@ -203,6 +210,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     app.add_routes(pages.routes)
     app.add_routes(signin.routes)
     app.add_routes(admin.routes)
+    app.add_routes(metrics.routes)
     app.router.add_get("/ws", signalling.handle)
     # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
     app.router.add_static(pages.STATIC_PREFIX, pages.ROOT / "static", append_version=False)

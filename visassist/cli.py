@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +16,7 @@ from typing import Any, TypeVar, get_args, get_origin
 
 from aiohttp import web
 
-from visassist import __version__, management, webhooks
+from visassist import __version__, logs, management, webhooks
 from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import PARSERS, Declared, Settings, declared, env_list
@@ -197,11 +196,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     from visassist.app import create_app
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aioice and aiortc are chatty at INFO; their warnings still show.
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(settings.log_level, settings.log_format)
     files = raise_open_file_limit()
     guard_accept_loop()
     app = create_app(settings)

@@ -56,6 +56,7 @@ def fixed(doc: str) -> dict[str, Option]:
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ class Settings:
         default="12 per CPU core", metavar="N"))
     log_level: LogLevel = field(default="INFO", metadata=option(
         "log verbosity", flag="--log-level", env="VISASSIST_LOG_LEVEL"))
+    log_format: LogFormat = field(default="text", metadata=option(
+        "`json`: one JSON object per line, with `session_id` and `participant_id` as fields where a "
+        "line is about one, for a log collector", flag="--log-format", env="VISASSIST_LOG_FORMAT"))
+    metrics_token: str | None = field(default=None, metadata=option(
+        "bearer token Prometheus sends for `/metrics`; without it `/metrics` answers only requests "
+        "from this host that came through no proxy", flag="--metrics-token",
+        env="VISASSIST_METRICS_TOKEN", default="this host only"))
 
     # Fixed: bounds of the code, changed only by tests.
     default_ttl_seconds: int = field(default=3600, metadata=fixed(

@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration
 from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.events import Bus
+from visassist.metrics import Metrics
 from visassist.sessions import SessionService
 from visassist.signalling.room import Hub
 from visassist.store import Store
@@ -29,6 +30,7 @@ class AppContext:
     bus: Bus
     outbox: Outbox
     rtc_configuration: RTCConfiguration
+    metrics: Metrics
 
 
 AppContext.KEY = web.AppKey("visassist", AppContext)

@@ -61,6 +61,7 @@ class EventType(enum.StrEnum):
     MEDIA_UNFROZEN = "media.unfrozen"
     QUALITY_CHANGED = "quality.changed"
     CAMERA_CHANGED = "camera.changed"
+    CAMERA_FAILED = "camera.failed"
     PHOTO_REQUESTED = "photo.requested"
     CHAT_MESSAGE = "chat.message"
     AUDIO_CHANGED = "audio.changed"
@@ -239,6 +240,15 @@ class Delivery:
     @property
     def event_id(self) -> str:
         return f"evt_{self.event_seq}"
+
+
+@dataclass(frozen=True)
+class WebhookBacklog:
+    """Deliveries waiting to be sent (or retried), the oldest one's creation, and those given up on."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    failed: int
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,19 @@ async function openCamera() {
   }
 }
 
+// The protocol's camera.failed reasons, from the browser's error names.
+const CAMERA_FAILURES = {
+  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "missing",
+  OverconstrainedError: "missing", NotReadableError: "busy", AbortError: "busy", InsecureContext: "insecure",
+};
+let cameraFailure = null; // a camera.failed the server has not been told yet (the socket may still open)
+
+function reportCameraFailure() {
+  if (cameraFailure && welcomed && signalling.send({ type: ClientMessage.CAMERA_FAILED, ...cameraFailure })) {
+    cameraFailure = null;
+  }
+}
+
 function explainCameraError(error) {
   switch (error.name) {
     case "NotAllowedError":
@@ -173,6 +186,7 @@ function connect() {
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     ice = iceConfiguration(detail);
     welcomed = true;
+    reportCameraFailure();
     link.stalled = false;
     me = detail.participant.id;
     voice.update(detail.participants, me);
@@ -265,6 +279,9 @@ async function join() {
     camera = await opening;
   } catch (error) {
     button.disabled = false;
+    cameraFailure = { reason: CAMERA_FAILURES[error.name] ?? "other",
+      error: String(error.name).replace(/[^A-Za-z]/g, "").slice(0, 64) || "Error" };
+    reportCameraFailure();
     const [title, text] = explainCameraError(error);
     problem(title, text);
     // A desktop without a usable camera can still show the problem on its screen.

@@ -20,6 +20,7 @@ from visassist.models import (
     Session,
     Snapshot,
     User,
+    WebhookBacklog,
     WebhookEndpoint,
     WebSession,
 )
@@ -212,11 +213,17 @@ class AuditLog(Protocol):
     async def audit_log(self, limit: int = 200) -> list[AuditEntry]: ...
 
 
+class BacklogStore(Protocol):
+    """How far the webhook outbox is behind (for /metrics)."""
+
+    async def webhook_backlog(self) -> WebhookBacklog: ...
+
+
 class OutboxSource(OutboxStore, SessionReads, Protocol):
     """The webhook subscriber: the outbox, and the session it describes in each payload."""
 
 
-class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, Protocol):
+class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, BacklogStore, Protocol):
     """A whole backend."""
 
     async def open(self) -> None: ...
