@@ -1,6 +1,7 @@
 # visassist: one node in a container, as an unprivileged user. Data (SQLite, images) in /data; the
-# database moves to PostgreSQL with --database-url (compose.yaml). Put it behind a TLS proxy (phones need HTTPS for the
-# camera; compose.yaml uses Caddy) and give it TURN (docs/turn.md) or publish the UDP it uses.
+# database moves to PostgreSQL with --database-url (compose.yaml). Put it behind a TLS proxy (phones
+# need HTTPS for the camera; compose.yaml uses Caddy) and give it TURN (docs/turn.md) or publish the
+# UDP it uses.
 #
 #   docker build -t visassist .
 #
