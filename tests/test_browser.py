@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Playwright, expect
 
-from tests.browser import console_errors, drag, get_png, launch_options, new_session, wait_playing
+from tests.browser import console_errors, drag, get_png, launch_options, new_session, record, wait_playing
 from tests.utils import MARKER_ID, detect_markers, red_fraction
 
 
@@ -93,12 +95,13 @@ async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserC
     assert agent_errors == [] and customer_errors == []
 
 
-@pytest.mark.parametrize(("fake_devices", "grant_camera", "title"), [
-    (True, False, "Camera access is off"),
-    (False, True, "No camera found"),
+@pytest.mark.parametrize(("fake_devices", "grant_camera", "title", "reason"), [
+    (True, False, "Camera access is off", "refused"),
+    (False, True, "No camera found", "missing"),
 ])
 async def test_customer_told_plainly_when_camera_is_refused_or_missing(
-    playwright: Playwright, api: aiohttp.ClientSession, fake_devices: bool, grant_camera: bool, title: str
+    playwright: Playwright, api: aiohttp.ClientSession, fake_devices: bool, grant_camera: bool, title: str,
+    reason: str,
 ) -> None:
     session = await new_session(api)
     browser = await playwright.chromium.launch(
@@ -116,6 +119,13 @@ async def test_customer_told_plainly_when_camera_is_refused_or_missing(
         customer = next(p for p in body["participants"] if p["role"] == "customer")
         assert customer["connected"] is True
         assert "media.started" not in [e["type"] for e in body["events"]]
+        # The record says why no picture came.
+        for _ in range(50):
+            failed = [e for e in (await record(api, session["id"]))["events"] if e["type"] == "camera.failed"]
+            if failed:
+                break
+            await asyncio.sleep(0.1)
+        assert [(e["actor"], e["data"]["reason"]) for e in failed] == [(customer["id"], reason)]
     finally:
         await browser.close()
 

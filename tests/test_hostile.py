@@ -340,12 +340,22 @@ def test_hostile_frames_get_documented_errors_and_the_socket_stays_open(
                 fuzz_counts[f"({reply['type']})"] += 1
         fuzz_counts["[frames sent]"] += 1
 
+    async def still_served(participant: FakeParticipant, text: str) -> None:
+        await participant.send({"type": "chat", "text": text})
+        async with asyncio.timeout(10):
+            while True:
+                message = await participant.inbox.get()
+                if message["type"] == "chat" and message["message"]["text"] == text:
+                    return
+                # A fuzzed offer that was answered but never connected fails later, as documented;
+                # which examples run (and so whether one is late) shifts with the protocol's messages.
+                assert message["type"] != "error" or (message["code"], message.get("ref")) == (
+                    "media_failed", "offer"), message
+
     try:
         hostile()
         for role, participant in sockets.items():  # still open, still served
-            run(participant.send({"type": "chat", "text": f"{role} still here"}))
-            while run(participant.expect("chat"))["message"]["text"] != f"{role} still here":
-                pass
+            run(still_served(participant, f"{role} still here"))
     finally:
         for participant in sockets.values():
             run(participant.close())

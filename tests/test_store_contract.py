@@ -373,6 +373,22 @@ async def test_claimed_deliveries_go_to_one_claimer_and_wait_out_their_hold(stor
     assert len(again) == 6, "a claim whose sender died is due again after its hold"
 
 
+async def test_the_webhook_backlog_counts_waiting_and_given_up_deliveries(store: Store) -> None:
+    empty = await store.webhook_backlog()
+    assert (empty.pending, empty.oldest_pending_at, empty.failed) == (0, None, 0)
+    await store.create_webhook("whk_a", "https://example.com/a", "s", ["session.created"])
+    for _ in range(3):
+        await _create(store)
+    for event in await store.outbox_pending(10):
+        await store.enqueue_deliveries(event, "session.created", "{}")
+    first, second, _ = await store.due_deliveries(utcnow(), 10)
+    await store.record_attempt(first.id, T0, None, "timeout", 10000, retry_at=None, give_up=True)
+    await store.record_attempt(second.id, T0, 204, None, 5, retry_at=None, give_up=False)
+    backlog = await store.webhook_backlog()
+    assert (backlog.pending, backlog.failed) == (1, 1)
+    assert backlog.oldest_pending_at is not None and backlog.oldest_pending_at <= utcnow()
+
+
 async def test_an_internal_webhook_is_kept_in_step_with_its_adapter(store: Store) -> None:
     await store.ensure_internal_webhook("whk_zendesk", "zendesk:", ["session.ended"], enabled=True)
     await store.ensure_internal_webhook("whk_zendesk", "zendesk:", ["session.ended"], enabled=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, web
 
-from visassist import admin, api, pages, signin, tasks
+from visassist import admin, api, metrics, pages, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -21,6 +22,7 @@ from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError
 from visassist.events import Bus
 from visassist.media.ice import rtc_configuration, use_host_addresses
+from visassist.metrics import Metrics
 from visassist.models import utcnow
 from visassist.nodes import Nodes
 from visassist.sessions import SessionService
@@ -121,10 +123,13 @@ def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     bus.subscribe("webhook outbox", outbox)
     rooms = RoomEvents(hub, sessions)
     bus.subscribe("live rooms", rooms)
+    metrics = Metrics(settings, hub)
+    bus.subscribe("metrics", metrics.join_outcomes)
     # Last: relayed to the other nodes once this one's own subscribers have it.
     nodes = Nodes(settings, store, store.database, hub, bus, rooms, clock)
     return AppContext(settings=settings, store=store, blobs=blobs, hub=hub, sessions=sessions, bus=bus,
-                      outbox=outbox, nodes=nodes, rtc_configuration=rtc_configuration(settings.ice_servers))
+                      outbox=outbox, nodes=nodes, rtc_configuration=rtc_configuration(settings.ice_servers),
+                      metrics=metrics)
 
 
 async def prune(ctx: AppContext) -> dict[str, int]:
@@ -164,6 +169,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     use_host_addresses(settings.ice_addresses)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        ctx.metrics.threads.loop_thread = threading.get_native_id()
         await ctx.store.open()
         await ctx.nodes.start()
         if not await ctx.store.has_users():
@@ -174,7 +180,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         await ctx.sessions.expire_due()
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
-        dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))
+        dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap),
+                                on_attempt=ctx.metrics.attempted)
         zendesk = None
         if settings.zendesk_url and settings.zendesk_email and settings.zendesk_token:
             zendesk = ZendeskConfig(settings.zendesk_url.rstrip("/"), settings.zendesk_email,
@@ -211,6 +218,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     app.add_routes(pages.routes)
     app.add_routes(signin.routes)
     app.add_routes(admin.routes)
+    app.add_routes(metrics.routes)
     app.router.add_get("/ws", signalling.handle)
     # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
     app.router.add_static(pages.STATIC_PREFIX, pages.ROOT / "static", append_version=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +16,7 @@ from typing import Any, TypeVar, get_args, get_origin
 import sqlalchemy.exc
 from aiohttp import web
 
-from visassist import __version__, management, webhooks
+from visassist import __version__, logs, management, webhooks
 from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import PARSERS, Declared, Settings, declared, env_list
@@ -218,6 +217,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for days in (values.get("retention_media_days"), values.get("retention_chat_days")):
         if days is not None and days < 1:
             raise ValueError("retention is a number of days, 1 or more")
+    if bool(values.get("turn_secret")) != bool(values.get("turn_urls")):
+        raise ValueError("TURN needs both --turn-secret and at least one --turn-url")
+    for url in values.get("turn_urls", ()):
+        if not url.startswith(("turn:", "turns:")):
+            raise ValueError(f"not a TURN URL: {url!r} (want turn:host:port or turns:host:443)")
+    if values.get("turn_ttl_seconds", 60) < 60:
+        raise ValueError("--turn-ttl is 60 seconds or more")
     if values.get("max_live_sessions", 1) < 1:
         raise ValueError("--max-live-sessions is 1 or more")
     return Settings(**values)
@@ -226,11 +232,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     from visassist.app import create_app
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aioice and aiortc are chatty at INFO; their warnings still show.
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(settings.log_level, settings.log_format)
     files = raise_open_file_limit()
     guard_accept_loop()
     app = create_app(settings)

@@ -56,6 +56,7 @@ def fixed(doc: str) -> dict[str, Option]:
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,24 @@ class Settings:
     ice_servers: tuple[IceServer, ...] = field(default=(), metadata=option(
         "STUN/TURN for browsers and the server: `stun:host:3478` or `turn:host:3478|user|password`; "
         "repeat for several", flag="--ice-server", env="VISASSIST_ICE_SERVERS", metavar="SPEC"))
+    # TURN with coturn's REST authentication (visassist/media/turn.py): a shared secret, no passwords.
+    turn_secret: str | None = field(default=None, metadata=option(
+        "coturn's `static-auth-secret` (`use-auth-secret`): each page gets TURN credentials of its own, "
+        "valid for `--turn-ttl`; prefer the environment variable, which other users cannot see in `ps`; "
+        "see docs/turn.md", flag="--turn-secret", env="VISASSIST_TURN_SECRET", default="off"))
+    turn_urls: tuple[str, ...] = field(default=(), metadata=option(
+        "the TURN server's URLs handed out with those credentials, e.g. "
+        "`turn:turn.example.com:3478?transport=udp`, `turn:turn.example.com:3478?transport=tcp`, "
+        "`turns:turn.example.com:443?transport=tcp`; repeat for several", flag="--turn-url",
+        env="VISASSIST_TURN_URLS", metavar="URL"))
+    turn_ttl_seconds: int = field(default=8 * 3600, metadata=option(
+        "how long TURN credentials stay valid; longer than a call (coturn refuses to refresh an "
+        "allocation once they expire), and a page gets fresh ones each time it reconnects",
+        flag="--turn-ttl", env="VISASSIST_TURN_TTL", metavar="SECONDS"))
+    ice_relay_only: bool = field(default=False, metadata=option(
+        "pages connect their media only through TURN (`iceTransportPolicy: \"relay\"`): hides the "
+        "participants' addresses from the server and tests a TURN deployment", flag="--ice-relay-only",
+        env="VISASSIST_ICE_RELAY_ONLY"))
     # Retention: None keeps them until the ticket is erased.
     retention_media_days: int | None = field(default=None, metadata=option(
         "remove snapshots and their images this many days after a session ended (hourly purge, "
@@ -149,6 +168,13 @@ class Settings:
         default="12 per CPU core", metavar="N"))
     log_level: LogLevel = field(default="INFO", metadata=option(
         "log verbosity", flag="--log-level", env="VISASSIST_LOG_LEVEL"))
+    log_format: LogFormat = field(default="text", metadata=option(
+        "`json`: one JSON object per line, with `session_id` and `participant_id` as fields where a "
+        "line is about one, for a log collector", flag="--log-format", env="VISASSIST_LOG_FORMAT"))
+    metrics_token: str | None = field(default=None, metadata=option(
+        "bearer token Prometheus sends for `/metrics`; without it `/metrics` answers only requests "
+        "from this host that came through no proxy", flag="--metrics-token",
+        env="VISASSIST_METRICS_TOKEN", default="this host only"))
 
     # Fixed: bounds of the code, changed only by tests.
     default_ttl_seconds: int = field(default=3600, metadata=fixed(

@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration
 from visassist.blobs import BlobStore
 from visassist.config import Settings
 from visassist.events import Bus
+from visassist.metrics import Metrics
 from visassist.nodes import Nodes
 from visassist.sessions import SessionService
 from visassist.signalling.room import Hub
@@ -31,6 +32,7 @@ class AppContext:
     outbox: Outbox
     nodes: Nodes
     rtc_configuration: RTCConfiguration
+    metrics: Metrics
 
 
 AppContext.KEY = web.AppKey("visassist", AppContext)

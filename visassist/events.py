@@ -289,6 +289,18 @@ class CameraChanged(EventData):
     zoom: float | None = None
 
 
+CameraFailure = Literal["refused", "missing", "busy", "insecure", "other"]
+
+
+@_event
+class CameraFailed(EventData):
+    type = EventType.CAMERA_FAILED
+    summary = ("the customer's camera did not start, as their page reported: `refused` (blocked by "
+               "the person or the browser), `missing`, `busy` (another app has it), `insecure` (not HTTPS)")
+    reason: CameraFailure
+    error: str  # the browser's own name for it, e.g. NotAllowedError
+
+
 @_event
 class PhotoRequested(EventData):
     type = EventType.PHOTO_REQUESTED

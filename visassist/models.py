@@ -61,6 +61,7 @@ class EventType(enum.StrEnum):
     MEDIA_UNFROZEN = "media.unfrozen"
     QUALITY_CHANGED = "quality.changed"
     CAMERA_CHANGED = "camera.changed"
+    CAMERA_FAILED = "camera.failed"
     PHOTO_REQUESTED = "photo.requested"
     CHAT_MESSAGE = "chat.message"
     AUDIO_CHANGED = "audio.changed"
@@ -262,6 +263,15 @@ class Node:
     started_at: datetime
     heartbeat_at: datetime
     sessions: int = 0  # open sessions placed on it
+
+
+@dataclass(frozen=True)
+class WebhookBacklog:
+    """Deliveries waiting to be sent (or retried), the oldest one's creation, and those given up on."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    failed: int
 
 
 @dataclass(frozen=True)

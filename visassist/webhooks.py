@@ -23,6 +23,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -150,7 +151,9 @@ class Backoff:
 class Dispatcher:
     """Sends due deliveries; wakes at once when an event is recorded, else polls every second."""
 
-    def __init__(self, store: OutboxStore, backoff: Backoff, timeout: float = 10.0) -> None:
+    def __init__(self, store: OutboxStore, backoff: Backoff, timeout: float = 10.0,
+                 on_attempt: Callable[[str | None], None] | None = None) -> None:
+        self.on_attempt = on_attempt  # told each attempt's error (None: delivered), for /metrics
         self.adapters: dict[str, Adapter] = {}  # by URL scheme: help desks spoken to in their own API
         self.store = store
         self.backoff = backoff
@@ -229,6 +232,8 @@ class Dispatcher:
         retry_at = now + timedelta(seconds=self.backoff.delay(attempts))
         await self.store.record_attempt(delivery.id, now, status, error, duration_ms,
                                         retry_at=None if error is None else retry_at, give_up=give_up)
+        if self.on_attempt is not None:
+            self.on_attempt(error)
         if error:
             log.info("webhook %s to %s failed (%s); attempt %d", delivery.id, delivery.url, error,
                      attempts)

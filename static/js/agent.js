@@ -3,7 +3,7 @@
 // handing over, and ending with an outcome.
 import { Annotator, TOOLS } from "./annotate.js";
 import { ChatPanel } from "./chat.js";
-import { ServerPeer } from "./peer.js";
+import { ServerPeer, iceConfiguration } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
 import { Microphone, RemoteVoice } from "./voice.js";
@@ -28,7 +28,7 @@ let people = [];
 let frozen = false;
 let sharing = null; // MediaStream of this agent's shared screen
 let editing = null; // the stored snapshot being annotated, or null for the live picture
-let iceServers = [];
+let ice = { iceServers: [] };
 
 // Frames the video actually presents: a picture that stopped says so, never "Live" over a still image.
 // (Browsers without requestVideoFrameCallback rely on the server saying the source stalled.)
@@ -112,12 +112,12 @@ peer.addEventListener("state", ({ detail }) => {
 
 signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
   me = detail.participant.id;
-  iceServers = detail.ice_servers;
+  ice = iceConfiguration(detail);
   renderPresence(detail.participants);
   for (const snapshot of detail.snapshots) addSnapshot(snapshot);
   frozen = detail.frozen;
   renderFrozen();
-  peer.start(iceServers);
+  peer.start(ice);
   if (watching !== Source.CAMERA) signalling.send({ type: ClientMessage.WATCH, source: watching });
   if (detail.audio && !microphone.started && role !== "supervisor") setMic(true);
   else microphone.restate();
@@ -375,7 +375,7 @@ async function toggleShare() {
   }
   $("staff-screen-share").setAttribute("aria-pressed", String(Boolean(sharing)));
   $("staff-screen-share").textContent = sharing ? "Stop showing my screen" : "Show my screen";
-  peer.start(iceServers);
+  peer.start(ice);
 }
 
 let noticeTimer = null;

@@ -3,7 +3,7 @@
 import { Overlay } from "./annotate.js";
 import { ChatPanel } from "./chat.js";
 import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "./device.js";
-import { ServerPeer } from "./peer.js";
+import { ServerPeer, iceConfiguration } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
 import { Microphone, RemoteVoice } from "./voice.js";
@@ -67,7 +67,7 @@ let screen = null; // MediaStream of a shared screen
 let microphone = null; // a Microphone, once the socket exists
 let signalling = null;
 let peer = null;
-let iceServers = [];
+let ice = { iceServers: [] };
 let welcomed = false;
 let profile = "high";
 const meter = new UplinkMeter();
@@ -97,6 +97,19 @@ async function openCamera() {
       return await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
     }
     throw error;
+  }
+}
+
+// The protocol's camera.failed reasons, from the browser's error names.
+const CAMERA_FAILURES = {
+  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "missing",
+  OverconstrainedError: "missing", NotReadableError: "busy", AbortError: "busy", InsecureContext: "insecure",
+};
+let cameraFailure = null; // a camera.failed the server has not been told yet (the socket may still open)
+
+function reportCameraFailure() {
+  if (cameraFailure && welcomed && signalling.send({ type: ClientMessage.CAMERA_FAILED, ...cameraFailure })) {
+    cameraFailure = null;
   }
 }
 
@@ -141,7 +154,7 @@ function startPeer(rebuild = false) {
   if (!welcomed || !(camera || screen)) return;
   // Encoder settings are touched only when the agent asked for less: setParameters on a fresh
   // sender reconfigures the encoder and delays the first frame.
-  peer.start(iceServers, { rebuild })
+  peer.start(ice, { rebuild })
     .then(() => profile !== "high" && applyProfile(peer.sender(), profile))
     .catch(() => {});
 }
@@ -171,8 +184,9 @@ function connect() {
       : `Waiting for ${agent} to join…`;
   }
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
-    iceServers = detail.ice_servers;
+    ice = iceConfiguration(detail);
     welcomed = true;
+    reportCameraFailure();
     link.stalled = false;
     me = detail.participant.id;
     voice.update(detail.participants, me);
@@ -265,6 +279,9 @@ async function join() {
     camera = await opening;
   } catch (error) {
     button.disabled = false;
+    cameraFailure = { reason: CAMERA_FAILURES[error.name] ?? "other",
+      error: String(error.name).replace(/[^A-Za-z]/g, "").slice(0, 64) || "Error" };
+    reportCameraFailure();
     const [title, text] = explainCameraError(error);
     problem(title, text);
     // A desktop without a usable camera can still show the problem on its screen.

@@ -5,6 +5,12 @@
 // so the browser's media setup is not on the path to the first frame.
 import { ClientMessage } from "./protocol.js";
 
+// The ICE part of the RTCConfiguration a welcome message asks for: STUN/TURN servers (TURN with this
+// participant's own short-lived credentials) and, with the server's --ice-relay-only, TURN only.
+export function iceConfiguration(welcome) {
+  return { iceServers: welcome.ice_servers, iceTransportPolicy: welcome.ice_transport_policy ?? "all" };
+}
+
 // Milliseconds before each new attempt after a failure; the last is the longest wait, so media is back
 // within about that long of the network returning.
 const RETRY_MS = [0, 500, 1000, 2000];
@@ -15,7 +21,7 @@ const CONNECT_MS = 10000;
 export class ServerPeer extends EventTarget {
   #signalling;
   #setup;
-  #iceServers = [];
+  #ice = { iceServers: [] }; // RTCConfiguration's ICE part, from the server's welcome
   #named = new Map();
   #fresh = false; // built by prepare() and not offered yet
   #offerId = 0; // the offer the server's next answer must carry
@@ -37,17 +43,17 @@ export class ServerPeer extends EventTarget {
   }
 
   // rebuild: the sections changed (a screen share started or stopped), so a prepared one won't do.
-  async start(iceServers, { rebuild = false } = {}) {
+  async start(ice, { rebuild = false } = {}) {
     clearTimeout(this.#retry);
     this.#retry = null;
-    this.#iceServers = iceServers || [];
+    this.#ice = ice || { iceServers: [] };
     if (!this.pc || !this.#fresh || rebuild) {
       this.close();
       this.#build();
     }
     this.#fresh = false;
     const pc = this.pc;
-    pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.#iceServers });
+    pc.setConfiguration({ ...pc.getConfiguration(), ...this.#ice });
     await pc.setLocalDescription(await pc.createOffer());
     if (this.pc !== pc) return; // replaced while the offer was made
     const sources = {};
@@ -64,12 +70,12 @@ export class ServerPeer extends EventTarget {
     this.#failures += 1;
     this.#retry = setTimeout(() => {
       this.#retry = null;
-      if (this.#signalling.open) this.start(this.#iceServers).catch(() => this.retry());
+      if (this.#signalling.open) this.start(this.#ice).catch(() => this.retry());
     }, delay);
   }
 
   #build() {
-    const pc = new RTCPeerConnection({ iceServers: this.#iceServers, bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection({ ...this.#ice, bundlePolicy: "max-bundle" });
     this.pc = pc;
     this.#fresh = true;
     pc.addEventListener("icecandidate", ({ candidate }) => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from visassist.events import (
     QualityChanged,
     SessionHandover,
 )
+from visassist.events import CameraFailed as CameraFailure
 from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
 from visassist.media.feed import FeedTrack
@@ -34,6 +36,7 @@ from visassist.signalling.protocol import (
     Answer,
     CameraControl,
     CameraControlOut,
+    CameraFailed,
     CameraState,
     CameraStateOut,
     Chat,
@@ -245,6 +248,7 @@ async def mute(ctx: AppContext, joined: Joined, message: Mute) -> None:
 @action(TakeSnapshot, LEADS, "take snapshots")
 async def snapshot(ctx: AppContext, joined: Joined, message: TakeSnapshot) -> None:
     kind = joined.connection.watching
+    started = time.perf_counter()
     frame = await joined.room.feeds[kind].picture()
     if frame is None:
         raise ProtocolError(ErrorCode.NO_VIDEO, f"there is no {kind.value} video from the customer yet",
@@ -253,6 +257,8 @@ async def snapshot(ctx: AppContext, joined: Joined, message: TakeSnapshot) -> No
     taken = await ctx.sessions.capture(session, joined.participant, frame, list(message.annotations),
                                        SnapshotSource(kind.value))
     await _stored(ctx, joined, taken, message.request_id)
+    # Decoding, drawing, storing and answering: what the agent waits for after the click.
+    ctx.metrics.snapshot.labels(ctx.metrics.node, kind.value).observe(time.perf_counter() - started)
 
 
 @action(AnnotateSnapshot, LEADS, "annotate snapshots")
@@ -347,6 +353,13 @@ async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) ->
     state = message.model_dump(exclude={"type"})
     joined.room.report_camera(state)
     await joined.room.broadcast(CameraStateOut(state=state), STAFF)
+
+
+@action(CameraFailed, CUSTOMER, "report the camera")
+async def camera_failed(ctx: AppContext, joined: Joined, message: CameraFailed) -> None:
+    # In the timeline (the agent's record shows why no picture came) and counted by /metrics.
+    await ctx.sessions.record(joined.session.id, CameraFailure(reason=message.reason, error=message.error),
+                              joined.participant.id)
 
 
 def poor_reasons(report: QualityReport) -> list[str]:

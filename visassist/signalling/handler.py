@@ -9,13 +9,14 @@ from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from visassist import accounts
+from visassist import accounts, logs
 from visassist.api import public_base
 from visassist.context import AppContext
 from visassist.errors import ClientError
 from visassist.events import MediaStarted, MediaStopped, ParticipantJoined, SessionHandover
 from visassist.media.feed import Size
 from visassist.media.recorder import Recorded
+from visassist.media.turn import ice_servers_for
 from visassist.models import Session, Status, VideoSource
 from visassist.nodes import Moving
 from visassist.schemas import SessionSummaryOut, SnapshotOut
@@ -48,7 +49,8 @@ HELLO_TIMEOUT = 10.0
 HEARTBEAT = 15.0
 
 
-async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str) -> None:
+async def _refuse(ctx: AppContext, ws: web.WebSocketResponse, code: ErrorCode, message: str) -> None:
+    ctx.metrics.refused.labels(ctx.metrics.node, code.value).inc()
     await ws.send_str(encode(error(code, message, "hello")))
     await ws.close()
 
@@ -63,7 +65,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     if not accounts.same_origin(request):
         # A page on another site must not drive a session with a signed-in agent's cookies.
-        await _refuse(ws, ErrorCode.FORBIDDEN, "connections from other sites are refused")
+        await _refuse(ctx, ws, ErrorCode.FORBIDDEN, "connections from other sites are refused")
         return ws
     try:
         joined = await _handshake(ctx, ws, public_base(request), request)
@@ -72,10 +74,11 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     except Exception:
         # Past prepare() no error page can be sent: answer on the socket, as for any other message.
         log.exception("signalling handshake failed")
-        await _refuse(ws, ErrorCode.INTERNAL_ERROR, "the server could not open this session; try again")
+        await _refuse(ctx, ws, ErrorCode.INTERNAL_ERROR, "the server could not open this session; try again")
         return ws
     if joined is None:
         return ws
+    logs.bind(session_id=joined.session.id, participant_id=joined.participant.id)
     try:
         await _greet(ctx, joined)
         await _serve(ctx, ws, joined)
@@ -90,20 +93,20 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
     try:
         first = await ws.receive(timeout=HELLO_TIMEOUT)
     except TimeoutError:
-        await _refuse(ws, ErrorCode.NOT_AUTHENTICATED, "send a hello message first")
+        await _refuse(ctx, ws, ErrorCode.NOT_AUTHENTICATED, "send a hello message first")
         return None
     if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return None
     try:
         hello = parse_client_message(_text(first, ctx.settings.max_ws_message_bytes))
     except ProtocolError as exc:
-        await _refuse(ws, exc.error_code, exc.message)
+        await _refuse(ctx, ws, exc.error_code, exc.message)
         return None
     if not isinstance(hello, Hello):
-        await _refuse(ws, ErrorCode.NOT_AUTHENTICATED, "the first message must be hello")
+        await _refuse(ctx, ws, ErrorCode.NOT_AUTHENTICATED, "the first message must be hello")
         return None
     if hello.protocol != PROTOCOL_VERSION:
-        await _refuse(ws, ErrorCode.UNSUPPORTED_PROTOCOL,
+        await _refuse(ctx, ws, ErrorCode.UNSUPPORTED_PROTOCOL,
                       f"this server speaks protocol {PROTOCOL_VERSION}; reload the page")
         return None
 
@@ -111,32 +114,32 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
     if looks_like_token(hello.token):
         participant = await ctx.store.participant_by_token(digest(hello.token))
     if participant is None:
-        await _refuse(ws, ErrorCode.INVALID_TOKEN, "this link is not valid")
+        await _refuse(ctx, ws, ErrorCode.INVALID_TOKEN, "this link is not valid")
         return None
     if participant.role.staff:
         try:
             await accounts.admit_staff(request, participant)
         except accounts.SignInRequired as exc:
-            await _refuse(ws, ErrorCode.SIGN_IN_REQUIRED, exc.message)
+            await _refuse(ctx, ws, ErrorCode.SIGN_IN_REQUIRED, exc.message)
             return None
         except ClientError as exc:
-            await _refuse(ws, ErrorCode.FORBIDDEN, exc.message)
+            await _refuse(ctx, ws, ErrorCode.FORBIDDEN, exc.message)
             return None
     session = await ctx.sessions.get(participant.session_id)
     status = session.effective_status(ctx.sessions.clock())
     if status is Status.ENDED:
-        await _refuse(ws, ErrorCode.SESSION_ENDED, "this session has ended")
+        await _refuse(ctx, ws, ErrorCode.SESSION_ENDED, "this session has ended")
         return None
     if status is Status.REVOKED:
-        await _refuse(ws, ErrorCode.SESSION_REVOKED, "this link was withdrawn")
+        await _refuse(ctx, ws, ErrorCode.SESSION_REVOKED, "this link was withdrawn")
         return None
     if status is Status.EXPIRED:
-        await _refuse(ws, ErrorCode.SESSION_EXPIRED, "this link has expired")
+        await _refuse(ctx, ws, ErrorCode.SESSION_EXPIRED, "this link has expired")
         return None
     try:
         home = await ctx.nodes.where(session)
     except Moving:  # its node died a moment ago: it is placed elsewhere within seconds
-        await _refuse(ws, ErrorCode.SERVER_BUSY, "this session is moving to another server; try again")
+        await _refuse(ctx, ws, ErrorCode.SERVER_BUSY, "this session is moving to another server; try again")
         return None
     if home is not None:
         await ws.send_str(encode(Moved(url=home)))
@@ -145,7 +148,7 @@ async def _handshake(ctx: AppContext, ws: web.WebSocketResponse, base: str,
     room = ctx.hub.get(session.id)
     if room is None:
         if not ctx.hub.reserve(session.id):
-            await _refuse(ws, ErrorCode.SERVER_BUSY, "the server is at capacity; try again shortly")
+            await _refuse(ctx, ws, ErrorCode.SERVER_BUSY, "the server is at capacity; try again shortly")
             return None
         try:
             members = await ctx.store.participants(session.id)
@@ -187,7 +190,8 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
                                     name=participant.name, connected=True,
                                     lead=participant.id == room.lead),
         session=SessionSummaryOut.of(current, ctx.sessions.clock()),
-        ice_servers=[s.to_browser() for s in ctx.settings.ice_servers],
+        ice_servers=[s.to_browser() for s in ice_servers_for(ctx.settings, participant.id)],
+        ice_transport_policy="relay" if ctx.settings.ice_relay_only else "all",
         participants=room.presence(),
         chat=await ctx.sessions.transcript(session.id),
         snapshots=[SnapshotOut.of(s, connection.snapshots_path)

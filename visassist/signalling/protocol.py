@@ -181,6 +181,14 @@ class CameraState(_Message):
     error: Annotated[str, Field(max_length=300)] | None = None
 
 
+class CameraFailed(_Message):
+    """Customer: the camera did not start, and why (the page tells the person what to do)."""
+
+    type: Literal["camera.failed"]
+    reason: Literal["refused", "missing", "busy", "insecure", "other"]
+    error: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+
+
 class QualityReport(_Message):
     """Customer: measured quality of the video it sends (from RTCPeerConnection.getStats)."""
 
@@ -225,7 +233,7 @@ class Handover(_Message):
 
 ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
-                     | QualityReport | RequestQuality | Mute | Invite | Handover)
+                     | CameraFailed | QualityReport | RequestQuality | Mute | Invite | Handover)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 
@@ -248,6 +256,7 @@ class Welcome(_Message):
     participant: ParticipantInfo
     session: SessionSummaryOut
     ice_servers: list[dict[str, str]]
+    ice_transport_policy: Literal["all", "relay"] = "all"  # "relay": media only through TURN
     participants: list[ParticipantInfo]
     chat: list[ChatMessageOut] = []
     snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far

@@ -22,6 +22,7 @@ from visassist.models import (
     Session,
     Snapshot,
     User,
+    WebhookBacklog,
     WebhookEndpoint,
     WebSession,
 )
@@ -164,6 +165,10 @@ class OutboxStore(Protocol):
                          limit: int = 100) -> list[Delivery]: ...
 
     async def redeliver(self, delivery_id: int) -> bool: ...
+
+    async def webhook_backlog(self) -> WebhookBacklog:
+        """How far the outbox is behind (for /metrics)."""
+        ...
 
 
 class AccountStore(Protocol):

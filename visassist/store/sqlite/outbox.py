@@ -7,11 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from visassist.events import Event
-from visassist.models import Attempt, Delivery, DueDelivery, WebhookEndpoint, utcnow
+from visassist.models import Attempt, Delivery, DueDelivery, WebhookBacklog, WebhookEndpoint, utcnow
 from visassist.store.sqlite.database import (
     Database,
     _attempt,
     _delivery,
+    _dt,
     _due,
     _event,
     _ts,
@@ -170,3 +171,12 @@ class SqliteOutbox:
         if cursor.rowcount == 1 and self.on_enqueue is not None:
             self.on_enqueue()
         return cursor.rowcount == 1
+
+    async def webhook_backlog(self) -> WebhookBacklog:
+        row = await self.database.one("SELECT COUNT(*) AS pending, MIN(created_at) AS oldest"
+                                      " FROM deliveries WHERE status = 'pending'", ())
+        failed = await self.database.one("SELECT COUNT(*) AS failed FROM deliveries"
+                                         " WHERE status = 'failed'", ())
+        assert row is not None and failed is not None
+        return WebhookBacklog(pending=int(row["pending"]), oldest_pending_at=_dt(row["oldest"]),
+                              failed=int(failed["failed"]))
