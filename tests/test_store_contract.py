@@ -22,6 +22,7 @@ from visassist.events import (
     SessionCreated,
     SessionEnded,
     SessionExpired,
+    SessionMoved,
     SessionRated,
     SessionRevoked,
     SnapshotAnnotated,
@@ -29,6 +30,7 @@ from visassist.events import (
     TicketErased,
 )
 from visassist.models import (
+    NodeState,
     Outcome,
     Participant,
     Rating,
@@ -540,3 +542,54 @@ async def _only_id(store: Store, session_id: str) -> str:
     """The id of the snapshot a purge removed, from its timeline event (the row itself is gone)."""
     [captured] = [e.data for e in await store.events(session_id) if isinstance(e.data, SnapshotCaptured)]
     return captured.snapshot_id
+
+
+# Nodes
+
+async def test_sessions_are_placed_on_the_least_loaded_live_node(store: Store) -> None:
+    for name in ("a", "b", "c"):
+        await store.register_node(name, f"https://{name}.example.com", 2, T0)
+    await store.heartbeat("c", 2, T0)  # full
+    await store.set_node_state("b", NodeState.DRAINING)
+    alive = T0 - timedelta(seconds=5)
+    placed = await store.place(T0, alive)
+    assert placed is not None and placed.id == "a", "b drains, c is full"
+    await store.set_node_state("b", NodeState.ACTIVE)
+    session = Session(id=_id("ses"), ticket_id="ZD-N", tier=2, customer={}, status=Status.WAITING,
+                      created_at=T0, expires_at=T0 + timedelta(hours=1), node_id="a")
+    await store.create_session(session, [], "api:key_1")
+    placed = await store.place(T0, alive)
+    assert placed is not None and placed.id == "b", "a has an open session, b none"
+    assert await store.place(T0 + timedelta(seconds=10), T0 + timedelta(seconds=5)) is None, \
+        "nobody beat since"
+    listed = {n.id: (n.state, n.sessions, n.load) for n in await store.nodes(T0)}
+    assert listed == {"a": (NodeState.ACTIVE, 1, 0), "b": (NodeState.ACTIVE, 0, 0),
+                      "c": (NodeState.ACTIVE, 0, 2)}
+
+
+async def test_a_silent_nodes_sessions_move_once_to_a_live_node(store: Store) -> None:
+    for name in ("a", "b"):
+        await store.register_node(name, f"https://{name}.example.com", 5, T0)
+    sessions = []
+    for _ in range(2):
+        session = Session(id=_id("ses"), ticket_id="ZD-F", tier=2, customer={}, status=Status.WAITING,
+                          created_at=T0, expires_at=T0 + timedelta(hours=1), node_id="b")
+        await store.create_session(session, [], "api:key_1")
+        sessions.append(session)
+    later = T0 + timedelta(seconds=10)
+    await store.heartbeat("a", 0, later)  # a beats on; b fell silent at T0
+    moved = await store.fail_over(later - timedelta(seconds=5), later)
+    assert [(e.session_id, e.data) for e in moved] == [
+        (s.id, SessionMoved(from_node="b", to_node="a")) for s in sessions]
+    assert [getattr(await store.get_session(s.id), "node_id", None) for s in sessions] == ["a", "a"]
+    assert {n.id: n.state for n in await store.nodes(later)} == {"a": NodeState.ACTIVE, "b": NodeState.DEAD}
+    assert await store.fail_over(later - timedelta(seconds=5), later) == [], "done once"
+    assert (await store.event(moved[0].seq)) == moved[0]
+
+    # A node stopped and not back: its sessions move too; one that came back keeps them.
+    await store.set_node_state("a", NodeState.STOPPED)
+    await store.register_node("b", "https://b.example.com", 5, later)
+    much_later = later + timedelta(seconds=10)
+    await store.heartbeat("b", 0, much_later)
+    moved = await store.fail_over(much_later - timedelta(seconds=5), much_later)
+    assert [e.data for e in moved] == [SessionMoved(from_node="a", to_node="b")] * 2

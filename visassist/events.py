@@ -144,8 +144,8 @@ class SessionRevoked(EventData):
 @_event
 class SessionMoved(EventData):
     type = EventType.SESSION_MOVED
-    summary = ("its node stopped answering; the session was placed on another node, where its people "
-               "rejoin")
+    summary = ("its node stopped answering (or stopped and did not come back); the session was placed "
+               "on another node, where its people rejoin")
     from_node: str
     to_node: str | None = None  # none when no node had room: the session waits for one
 

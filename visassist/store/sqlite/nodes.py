@@ -67,25 +67,25 @@ class SqliteNodes:
 
     @shielded
     async def fail_over(self, silent_since: datetime, now: datetime) -> list[Event]:
-        """Mark nodes that have not beaten since `silent_since` dead and place their open sessions on
-        the least-loaded live nodes; one `session.moved` event per session. Whichever node runs this
-        first does the work: the others find nothing left."""
+        """Mark nodes that have not beaten since `silent_since` dead, and place the open sessions of
+        dead nodes and of nodes stopped that long (not back from a restart) on the least-loaded live
+        nodes; one `session.moved` event per session. Whichever node runs this first does the work:
+        the others find nothing left."""
         async with self.database.transaction() as db:
-            dead = [r["id"] for r in await db.all(
-                "SELECT id FROM nodes WHERE state IN ('active', 'draining') AND heartbeat_at < ?",
-                (_ts(silent_since),))]
+            await db.execute("UPDATE nodes SET state = 'dead' WHERE state IN ('active', 'draining')"
+                             " AND heartbeat_at < ?", (_ts(silent_since),))
+            rows = await db.all(
+                "SELECT s.id, s.node_id FROM sessions s JOIN nodes n ON n.id = s.node_id"
+                " WHERE n.state IN ('dead', 'stopped') AND n.heartbeat_at < ?"
+                " AND s.status IN ('waiting', 'live') AND s.expires_at > ? ORDER BY s.created_at",
+                (_ts(silent_since), _ts(now)))
             events: list[Event] = []
-            for node_id in dead:
-                await db.execute("UPDATE nodes SET state = 'dead' WHERE id = ?", (node_id,))
-                for row in await db.all(
-                        "SELECT id FROM sessions WHERE node_id = ? AND status IN ('waiting', 'live')"
-                        " AND expires_at > ? ORDER BY created_at", (node_id, _ts(now))):
-                    target = await self.place(now, silent_since)
-                    await db.execute("UPDATE sessions SET node_id = ? WHERE id = ?",
-                                     (target.id if target else None, row["id"]))
-                    events.append(await insert_event(
-                        db, row["id"], SessionMoved(from_node=node_id, to_node=target.id if target else None),
-                        "system", now))
+            for row in rows:
+                target = await self.place(now, silent_since)
+                to = target.id if target else None
+                await db.execute("UPDATE sessions SET node_id = ? WHERE id = ?", (to, row["id"]))
+                events.append(await insert_event(
+                    db, row["id"], SessionMoved(from_node=row["node_id"], to_node=to), "system", now))
             return events
 
     @shielded
