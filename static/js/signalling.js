@@ -17,6 +17,7 @@ const SERVICE_RESTART = 1012;
 // its node may have died, and the session moved to another within seconds.
 const LOCATE_AFTER = 3;
 const LOCATE_TIMEOUT_MS = 2000;
+const LOCATE_EVERY_MS = 1000;
 
 export class Signalling extends EventTarget {
   #token;
@@ -95,21 +96,25 @@ export class Signalling extends EventTarget {
     if (this.#attempt >= LOCATE_AFTER && this.#nodes.length) this.#locate();
   }
 
-  // Ask the other nodes where the session is now; go there if it is not here.
+  // Ask the other nodes where the session is now, every LOCATE_EVERY_MS while this one cannot be
+  // reached (the session is moved within seconds of its node going silent); go there once it is.
   async #locate() {
     if (this.#locating) return;
     this.#locating = true;
     try {
-      for (const node of this.#nodes) {
-        const response = await fetch(`${node}/where/${this.#token}`, {
-          cache: "no-store",
-          signal: AbortSignal.timeout(LOCATE_TIMEOUT_MS),
-        }).catch(() => null);
-        const found = response?.ok ? (await response.json().catch(() => ({}))).url : null;
-        if (found && new URL(found).origin !== location.origin) {
-          this.#moveTo(found);
-          return;
+      while (!this.#stopped && !this.open) {
+        for (const node of this.#nodes) {
+          const response = await fetch(`${node}/where/${this.#token}`, {
+            cache: "no-store",
+            signal: AbortSignal.timeout(LOCATE_TIMEOUT_MS),
+          }).catch(() => null);
+          const found = response?.ok ? (await response.json().catch(() => ({}))).url : null;
+          if (found && new URL(found).origin !== location.origin) {
+            this.#moveTo(found);
+            return;
+          }
         }
+        await new Promise((resolve) => setTimeout(resolve, LOCATE_EVERY_MS));
       }
     } finally {
       this.#locating = false;
