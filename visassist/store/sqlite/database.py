@@ -17,7 +17,6 @@ import asyncio
 import functools
 import itertools
 import json
-import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -56,8 +55,6 @@ from visassist.models import (
 from visassist.store.base import ConstraintViolation, DuplicateKey, StoreError
 from visassist.tasks import finish
 
-log = logging.getLogger(__name__)
-
 Row = RowMapping
 Dialect = Literal["sqlite", "postgresql"]
 P = ParamSpec("P")
@@ -75,10 +72,6 @@ def engine_url(url: str) -> str:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://...")
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 class SerializationFailure(StoreError):
