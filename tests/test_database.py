@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import select
 
+from tests.postgres import Cluster
 from tests.test_store_contract import T0, _chat, _create, _recording, _snapshot
 from visassist.cli import main
 from visassist.events import SessionCreated
@@ -21,6 +25,7 @@ from visassist.store import DuplicateKey, SqliteStore
 from visassist.store.migrate import head, tables_of
 from visassist.store.sqlite import Database
 from visassist.store.sqlite.legacy import MIGRATIONS as LEGACY
+from visassist.tokens import load_or_create_key
 
 
 def sqlite_url(path: Path) -> str:
@@ -129,3 +134,25 @@ async def test_db_copy_moves_every_row_to_postgresql_and_refuses_a_full_target(
     assert await asyncio.to_thread(main, ["db", "copy", "--from", source, "--to", postgres_url]) == 2
     assert "not empty" in capsys.readouterr().err
     assert len((await _rows(postgres_url))["sessions"]) == len(before["sessions"]) + 1, "nothing changed"
+
+
+def test_a_database_not_in_utf8_is_refused_plainly(postgres: Cluster,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ascii ENCODING 'SQL_ASCII' TEMPLATE template0")
+    assert main(["db", "upgrade", "--database-url", postgres.url("ascii")]) == 2
+    assert "encoding is SQL_ASCII; visassist needs UTF8" in capsys.readouterr().err
+
+
+def test_nodes_starting_together_agree_on_the_link_key(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "link.key"
+    start = threading.Barrier(8)
+
+    def load() -> bytes:
+        start.wait()
+        return load_or_create_key(path)
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: load(), range(8)))
+    assert len(set(keys)) == 1 and path.read_bytes() == keys[0]
+    assert [p.name for p in path.parent.iterdir()] == ["link.key"], "no draft left behind"

@@ -13,6 +13,7 @@ from datetime import datetime
 from types import UnionType
 from typing import Any, TypeVar, get_args, get_origin
 
+import psycopg
 import sqlalchemy.exc
 from aiohttp import web
 
@@ -376,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"visassist: {exc}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.OperationalError as exc:  # the database is unreachable or refuses us
-        print(f"visassist: cannot use the database: {exc.orig}", file=sys.stderr)
+    except (sqlalchemy.exc.OperationalError, psycopg.OperationalError) as exc:  # unreachable, or refuses us
+        print(f"visassist: cannot use the database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
         return 2
     return 0

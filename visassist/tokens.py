@@ -36,12 +36,20 @@ def load_or_create_key(path: Path) -> bytes:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(LINK_TOKEN_BYTES)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_bytes()
+        # Written whole under another name, then linked into place: nodes starting together on one
+        # shared data directory never read a key half written, and the first link wins.
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:  # another process made it first
+            key = path.read_bytes()
+        finally:
+            draft.unlink()
     if len(key) < LINK_TOKEN_BYTES:
         raise ValueError(f"{path} is not a visassist link key")
     return key

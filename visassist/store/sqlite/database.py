@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
+import psycopg
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection, CursorResult, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -180,10 +181,22 @@ class Database:
             engine = create_async_engine(engine_url(self.url), pool_size=10, max_overflow=10,
                                          pool_pre_ping=True)
         self._engine = engine
+        if self.dialect == "postgresql":
+            await self._check_encoding()
         if migrate:
             from visassist.store.migrate import upgrade
 
             await upgrade(self)
+
+    async def _check_encoding(self) -> None:
+        # On a SQL_ASCII database the driver hands back bytes and SQLAlchemy fails on its first
+        # connection with a TypeError; ask before it connects, and say so plainly.
+        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+            encoding = conn.info.parameter_status("server_encoding") or "unknown"
+        if encoding.upper() not in ("UTF8", "UTF-8"):
+            raise ValueError(f"the database's encoding is {encoding}; visassist needs UTF8 "
+                               "(createdb -E UTF8 -T template0 ...)")
 
     async def close(self) -> None:
         if self._engine is not None:

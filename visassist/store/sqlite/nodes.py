@@ -30,7 +30,9 @@ class SqliteNodes:
     @shielded
     async def register_node(self, node_id: str, url: str, capacity: int, at: datetime) -> None:
         """This node is up (again): active, at this URL, with this capacity."""
-        async with self.database.transaction() as db:
+        # One row of its own: nothing to serialise against (and a beat never races a fail-over into a
+        # retry storm).
+        async with self.database.transaction(serializable=False) as db:
             await db.execute(
                 "INSERT INTO nodes (id, url, capacity, load, state, started_at, heartbeat_at)"
                 " VALUES (?, ?, ?, 0, 'active', ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
@@ -41,7 +43,7 @@ class SqliteNodes:
     @shielded
     async def heartbeat(self, node_id: str, load: int, at: datetime) -> NodeState | None:
         """Record that the node is alive; returns its state (None if it is not registered)."""
-        async with self.database.transaction() as db:
+        async with self.database.transaction(serializable=False) as db:
             await db.execute("UPDATE nodes SET heartbeat_at = ?, load = ? WHERE id = ?",
                              (_ts(at), load, node_id))
             row = await db.one("SELECT state FROM nodes WHERE id = ?", (node_id,))
@@ -49,7 +51,7 @@ class SqliteNodes:
 
     @shielded
     async def set_node_state(self, node_id: str, state: NodeState) -> bool:
-        async with self.database.transaction() as db:
+        async with self.database.transaction(serializable=False) as db:
             result = await db.execute("UPDATE nodes SET state = ? WHERE id = ?", (state.value, node_id))
             return result.rowcount == 1
 
@@ -72,7 +74,7 @@ class SqliteNodes:
         nodes; one `session.moved` event per session. Whichever node runs this first does the work:
         the others find nothing left."""
         async with self.database.transaction() as db:
-            await db.execute("UPDATE nodes SET state = 'dead' WHERE state IN ('active', 'draining')"
+            await db.execute("UPDATE nodes SET state = 'dead', load = 0 WHERE state IN ('active', 'draining')"
                              " AND heartbeat_at < ?", (_ts(silent_since),))
             rows = await db.all(
                 "SELECT s.id, s.node_id FROM sessions s JOIN nodes n ON n.id = s.node_id"
