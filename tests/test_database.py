@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from tests.postgres import Cluster
 from tests.test_store_contract import T0, _chat, _create, _recording, _snapshot
+from tests.utils import free_port
 from visassist.cli import main
 from visassist.events import SessionCreated
 from visassist.models import Outcome
@@ -156,3 +157,9 @@ def test_nodes_starting_together_agree_on_the_link_key(tmp_path: Path) -> None:
         keys = list(pool.map(lambda _: load(), range(8)))
     assert len(set(keys)) == 1 and path.read_bytes() == keys[0]
     assert [p.name for p in path.parent.iterdir()] == ["link.key"], "no draft left behind"
+
+
+def test_an_unreachable_database_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port()
+    assert main(["db", "upgrade", "--database-url", f"postgresql://visassist@127.0.0.1:{closed}/x"]) == 2
+    assert "cannot use the database" in capsys.readouterr().err
