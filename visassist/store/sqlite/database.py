@@ -174,7 +174,9 @@ class Database:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(engine_url(self.url))
+            # Reads run in the driver's autocommit (no BEGIN, so nothing to roll back on return to the
+            # pool): each hop to aiosqlite's thread is a few tenths of a millisecond.
+            engine = create_async_engine(engine_url(self.url), pool_reset_on_return=None)
             event.listen(engine.sync_engine, "connect", _sqlite_connect)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
         else:
@@ -259,8 +261,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # A write takes the database's write lock at once, so it never fails half-way for want of it.
-    immediate = conn.get_execution_options().get("visassist_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # A read is one statement at a time in autocommit: no transaction to open or close.
+    if conn.get_execution_options().get("visassist_immediate", False):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _ts(moment: datetime | None) -> str | None:
