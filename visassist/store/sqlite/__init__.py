@@ -8,24 +8,33 @@ from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from visassist.store.base import AccountStore, ApiKeyStore, AuditLog, OutboxStore, SessionStore, Store
+from visassist.store.base import (
+    AccountStore,
+    ApiKeyStore,
+    AuditLog,
+    FieldStore,
+    OutboxStore,
+    SessionStore,
+    Store,
+)
 from visassist.store.sqlite.accounts import SqliteAccounts
 from visassist.store.sqlite.api_keys import SqliteApiKeys
 from visassist.store.sqlite.audit import SqliteAudit
 from visassist.store.sqlite.database import MIGRATIONS, Database
+from visassist.store.sqlite.fields import SqliteFields
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
 
 __all__ = ["MIGRATIONS", "Database", "SqliteStore"]
 
 
-class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+class SqliteStore(SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
     def __init__(self, path: Path) -> None:
         database = Database(path)
-        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+        for part in (SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
             part.__init__(self, database)
 
     @property
@@ -45,6 +54,7 @@ class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, S
 
 if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these assignments)
     _sessions: type[SessionStore] = SqliteSessions
+    _fields: type[FieldStore] = SqliteFields
     _outbox: type[OutboxStore] = SqliteOutbox
     _accounts: type[AccountStore] = SqliteAccounts
     _api_keys: type[ApiKeyStore] = SqliteApiKeys

@@ -203,6 +203,28 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN outbox_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_outbox ON events (seq) WHERE outbox_pending = 1;
     """,
+    # Vision: faces blurred in each snapshot, and the values read off snapshots (fields.py). Fields go
+    # with their snapshot (erasure, retention).
+    """
+    ALTER TABLE snapshots ADD COLUMN faces_blurred INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE snapshot_fields (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id),
+        snapshot_id TEXT NOT NULL REFERENCES snapshots (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        read_value TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        source TEXT NOT NULL,
+        box TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        confirmed_by TEXT,
+        confirmed_at TEXT
+    );
+    CREATE INDEX snapshot_fields_session ON snapshot_fields (session_id, created_at);
+    CREATE INDEX snapshot_fields_snapshot ON snapshot_fields (snapshot_id);
+    """,
 ]
 
 
@@ -275,7 +297,7 @@ def _snapshot(row: aiosqlite.Row) -> Snapshot:
         id=row["id"], session_id=row["session_id"], ticket_id=row["ticket_id"], taken_at=taken_at,
         taken_by=row["taken_by"], source=SnapshotSource(row["source"]), width=row["width"],
         height=row["height"], annotations=json.loads(row["annotations"]),
-        raw_key=row["raw_key"], annotated_key=row["annotated_key"],
+        raw_key=row["raw_key"], annotated_key=row["annotated_key"], faces_blurred=row["faces_blurred"],
     )
 
 

@@ -1,0 +1,70 @@
+"""Text on a picture, read with RapidOCR (PP-OCRv6 small models shipped inside the `rapidocr` package:
+nothing is downloaded, tests/test_vision.py reads a label with the network unplugged)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from visassist.media.compose import Image
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1, normalized to the whole picture
+
+
+@dataclass(frozen=True)
+class TextLine:
+    text: str
+    confidence: float
+    box: Box
+
+
+def _params(threads: int) -> dict[str, Any]:
+    return {
+        "Global.log_level": "warning",
+        # The detector scales the picture so its longest side is at most 960 px: a 720p frame is read
+        # at its own size, a 12 MP photo at a size it can still read a label in (scripts/bench-vision).
+        "Det.limit_type": "max",
+        "Det.limit_side_len": 960,
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    }
+
+
+class TextReader:
+    """One RapidOCR engine, loaded on first use; one picture at a time (its sessions use every core
+    they are given, so two at once only share them)."""
+
+    def __init__(self, threads: int = 2) -> None:
+        self._threads = threads
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._engine is None:
+            from rapidocr import RapidOCR  # imported here: it configures logging and loads onnxruntime
+
+            self._engine = RapidOCR(params=_params(self._threads))
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        return self._engine
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self._load()(np.full((64, 256, 3), 255, np.uint8))
+
+    def read(self, image: Image) -> list[TextLine]:
+        height, width = image.shape[:2]
+        with self._lock:
+            result = self._load()(image)
+        if result.txts is None or result.boxes is None:
+            return []
+        lines = []
+        for text, score, box in zip(result.txts, result.scores, result.boxes, strict=True):
+            xs, ys = box[:, 0], box[:, 1]
+            lines.append(TextLine(str(text), round(float(score), 3), (
+                max(0.0, float(xs.min()) / width), max(0.0, float(ys.min()) / height),
+                min(1.0, float(xs.max()) / width), min(1.0, float(ys.max()) / height))))
+        return lines
