@@ -181,6 +181,7 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
         chat=await ctx.sessions.transcript(session.id),
         snapshots=[SnapshotOut.of(s, connection.snapshots_path)
                    for s in await ctx.store.snapshots(session.id)] if participant.role.staff else [],
+        fields=await ctx.sessions.fields(session.id) if participant.role.staff else [],
         frozen=room.frozen is not None,
         audio=current.audio,
     ))
