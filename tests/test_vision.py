@@ -33,7 +33,6 @@ from tests.utils import (
     token_of,
 )
 from visassist.config import Settings
-from visassist.vision import Vision
 from visassist.vision.faces import FaceBlur
 from visassist.vision.ocr import TextReader
 from visassist.vision.patterns import DEFAULT_PATTERNS, FieldPattern, find_fields, parse_field_pattern
@@ -56,7 +55,8 @@ def label(width: int = 1280, height: int = 720) -> np.ndarray:
     image = np.full((height, width, 3), 140, np.uint8)
     cv2.rectangle(image, (40, 40), (width - 40, height - 40), (255, 255, 255), -1)
     for row, text in enumerate(("MODEL XR-500", f"S/N {SERIAL}", "MAC 00:1A:2B:3C:4D:5E")):
-        cv2.putText(image, text, (70, 120 + row * 70), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, text, (70, 120 + row * 70), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3,
+                    cv2.LINE_AA)
     ean = code_image(EAN, zxingcpp.BarcodeFormat.EAN13, 3)
     image[400:400 + ean.shape[0], 70:70 + ean.shape[1]] = ean
     qr = code_image(QR, zxingcpp.BarcodeFormat.QRCode, 6)
@@ -98,7 +98,7 @@ def test_a_label_is_read_exactly(reader: TextReader) -> None:
 def test_a_region_reads_only_what_is_in_it(reader: TextReader) -> None:
     reading = read_picture(label(), reader, DEFAULT_PATTERNS, region=(0.0, 0.2, 0.5, 0.32))
     assert [(f.name, f.value) for f in reading.found] == [("serial_number", SERIAL)]
-    assert 0.2 <= reading.found[0].box[1] and reading.found[0].box[3] <= 0.33  # in the whole picture's terms
+    assert reading.found[0].box[1] >= 0.2 and reading.found[0].box[3] <= 0.33  # in the whole picture's terms
 
 
 def test_the_camera_clip_carries_the_serial_number(reader: TextReader) -> None:
@@ -117,7 +117,8 @@ def test_field_patterns() -> None:
                                                  parse_field_pattern(r"firmware=\bFW\s*V?([0-9.]+)")))
     names = [p.name for p in custom.patterns]
     assert names == ["serial_number", "model", "mac_address", "imei", "firmware"]
-    assert [(m.name, m.value) for m in find_fields(["PN: 77-1", "FW v2.4.1", "Model X1"], custom.patterns)] == [
+    lines = ["PN: 77-1", "FW v2.4.1", "Model X1"]
+    assert [(m.name, m.value) for m in find_fields(lines, custom.patterns)] == [
         ("model", "77-1"), ("firmware", "2.4.1")]
     for bad in ("model", "Model=x(y)", "model=[", "model=no group"):
         with pytest.raises(ValueError):
