@@ -1,0 +1,42 @@
+"""The label reader in the agent console, in real headless Chromium with the camera clip ("SN VX-2231-A")."""
+
+from __future__ import annotations
+
+import aiohttp
+from playwright.async_api import BrowserContext, expect
+
+from tests.browser import console_errors, new_session, wait_playing
+from tests.utils import SERIAL
+
+
+async def test_the_agent_confirms_the_serial_number_read_off_a_snapshot(
+        api: aiohttp.ClientSession, phone: BrowserContext, desktop: BrowserContext) -> None:
+    session = await new_session(api)
+    agent = await desktop.new_page()
+    errors = console_errors(agent)
+    await agent.goto(session["agent_url"])
+    customer = await phone.new_page()
+    await customer.goto(session["customer_url"])
+    await customer.get_by_test_id("join").tap()
+    await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
+    await wait_playing(agent, "remote-video")
+
+    # Read the picture now: the serial number is found and its line is highlighted on the picture.
+    await agent.get_by_test_id("read-label").click()
+    await expect(agent.get_by_test_id("read-result")).to_contain_text(f"S/N {SERIAL}", timeout=15_000)
+    await expect(agent.get_by_test_id("read-line").first).to_be_visible()
+
+    await agent.get_by_test_id("snapshot").click()
+    chip = agent.get_by_test_id("snapshot-list").get_by_test_id("chip").filter(has_text=f"S/N {SERIAL}")
+    await expect(chip).to_be_visible(timeout=20_000)
+    await expect(chip).to_contain_text("%")  # its confidence
+    await chip.get_by_role("button", name=f"Confirm S/N {SERIAL}").click()
+    await expect(chip).to_have_attribute("data-status", "confirmed")
+    await expect(chip).to_contain_text("confirmed")
+
+    async with api.get(f"/api/v1/sessions/{session['id']}") as response:
+        record = await response.json()
+    [field] = record["fields"]
+    assert (field["name"], field["value"], field["status"]) == ("serial_number", SERIAL, "confirmed")
+    assert field["confirmed_by"] == next(p["id"] for p in record["participants"] if p["role"] == "agent")
+    assert errors == []
