@@ -43,10 +43,10 @@ def marker_image(width: int = 640, height: int = 480, marker_id: int = MARKER_ID
     marker = cv2.aruco.generateImageMarker(ARUCO, marker_id, side)
     image[top:top + side, left:left + side] = cv2.cvtColor(marker, cv2.COLOR_GRAY2BGR)
     scale = height / 480
-    x0, y0, x1, y1 = int(width * 0.55), int(height * 0.03), int(width * 0.98), int(height * 0.14)
+    x0, y0, x1, y1 = int(width * 0.52), int(height * 0.02), int(width * 0.99), int(height * 0.15)
     cv2.rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), -1)
     cv2.putText(image, f"SN {SERIAL}", (x0 + int(8 * scale), y1 - int(14 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-                0.85 * scale, (0, 0, 0), max(1, round(2 * scale)), cv2.LINE_AA)
+                1.0 * scale, (0, 0, 0), max(1, round(2 * scale)), cv2.LINE_AA)
     return image
 
 
