@@ -16,13 +16,13 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_vision import label, with_face  # noqa: E402
-from tests.utils import SERIAL  # noqa: E402
-from visassist.vision.codes import read_codes  # noqa: E402
-from visassist.vision.faces import FaceBlur  # noqa: E402
-from visassist.vision.ocr import TextReader  # noqa: E402
-from visassist.vision.patterns import DEFAULT_PATTERNS  # noqa: E402
-from visassist.vision.reading import read_picture  # noqa: E402
+from tests.test_vision import label, with_face
+from tests.utils import SERIAL
+from visassist.vision.codes import read_codes
+from visassist.vision.faces import FaceBlur
+from visassist.vision.ocr import TextReader
+from visassist.vision.patterns import DEFAULT_PATTERNS
+from visassist.vision.reading import read_picture
 
 SIZES = {"640x360": (640, 360), "1280x720": (1280, 720), "12MP 4000x3000": (4000, 3000)}
 
