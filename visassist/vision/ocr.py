@@ -48,7 +48,8 @@ class TextReader:
             from rapidocr import RapidOCR  # imported here: it configures logging and loads onnxruntime
 
             self._engine = RapidOCR(params=_params(self._threads))
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            # It warns on every picture without text; a picture without text is no problem here.
+            logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         return self._engine
 
     def warm_up(self) -> None:
