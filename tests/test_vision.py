@@ -274,6 +274,19 @@ async def test_read_now_answers_the_lead_and_stores_nothing(
     await customer.send({"type": "read", "request_id": "c"})
     assert (await customer.expect("error"))["code"] == "forbidden"
     snapshots = await (await client.get(f"/api/v1/sessions/{session['id']}/snapshots", headers=auth)).json()
-    assert snapshots["snapshots"] == []
+    assert snapshots["snapshots"] == [], "reading now stores nothing"
+
+    # A snapshot's chip dismissed on the socket: it stays listed as rejected, out of the record.
+    await agent.send({"type": "snapshot", "request_id": "s"})
+    read = await wait_for(agent, "snapshot.read")
+    [chip] = read["fields"]
+    await agent.send({"type": "field.reject", "field_id": chip["id"]})
+    assert (await wait_for(agent, "field"))["field"]["status"] == "rejected"
+    await agent.send({"type": "field.confirm", "field_id": "fld_nope"})
+    assert (await wait_for(agent, "error"))["code"] == "not_found"
+    listed = await (await client.get(f"/api/v1/sessions/{session['id']}/fields", headers=auth)).json()
+    assert [(f["name"], f["status"]) for f in listed["fields"]] == [("serial_number", "rejected")]
+    record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
+    assert record["fields"] == []
     await agent.close()
     await customer.close()
