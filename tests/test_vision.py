@@ -33,6 +33,7 @@ from tests.utils import (
     token_of,
 )
 from visassist.config import Settings
+from visassist.vision.codes import read_codes
 from visassist.vision.faces import FaceBlur
 from visassist.vision.ocr import TextReader
 from visassist.vision.patterns import DEFAULT_PATTERNS, FieldPattern, find_fields, parse_field_pattern
@@ -60,7 +61,7 @@ def label(width: int = 1280, height: int = 720) -> np.ndarray:
     ean = code_image(EAN, zxingcpp.BarcodeFormat.EAN13, 3)
     image[400:400 + ean.shape[0], 70:70 + ean.shape[1]] = ean
     qr = code_image(QR, zxingcpp.BarcodeFormat.QRCode, 6)
-    image[380:380 + qr.shape[0], 800:800 + qr.shape[1]] = qr
+    image[380:380 + qr.shape[0], 560:560 + qr.shape[1]] = qr
     return image
 
 
@@ -93,6 +94,11 @@ def test_a_label_is_read_exactly(reader: TextReader) -> None:
     assert serial.confidence > 0.9
     x0, y0, x1, y1 = serial.box  # where the line is: the second line of text, on the left
     assert x0 < 0.1 and 0.2 < y0 < 0.3 and 0.2 < x1 < 0.5 and y1 < 0.35
+
+
+def test_codes_are_read_in_a_small_frame_too() -> None:
+    small = cv2.resize(label(), (640, 360), interpolation=cv2.INTER_AREA)  # EAN bars ~1.5 px wide
+    assert sorted(c.text for c in read_codes(small)) == [EAN, QR]
 
 
 def test_a_region_reads_only_what_is_in_it(reader: TextReader) -> None:
