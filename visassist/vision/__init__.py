@@ -56,12 +56,13 @@ class Vision:
         """Raises Busy or TimedOut (pool.py)."""
         return await self.pool.run(lambda: read_picture(image, self.reader, self.patterns, region))
 
-    def warm_up(self) -> None:
-        """Load the models (a second or two) before the first snapshot needs them."""
+    async def warm_up(self) -> None:
+        """Load the models (a second or two) before the first snapshot needs them. The OCR engine is
+        made on the pool's own thread, so its onnxruntime threads share that thread's lower priority."""
         if self.blur_faces:
-            self.faces.warm_up()
+            await asyncio.to_thread(self.faces.warm_up)
         if self.read_labels:
-            self.reader.warm_up()
+            await self.pool.run(self.reader.warm_up)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

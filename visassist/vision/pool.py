@@ -4,6 +4,10 @@ Threads, not processes, by measurement (scripts/bench-vision): onnxruntime and O
 while they compute, so a thread uses the cores as well as a process would, without loading the models
 again in each process or copying every picture (a 12 MP photo is 36 MB) between processes.
 
+Its threads run at a lower CPU priority (nice 10) than the rest of the server, and so do the
+onnxruntime threads they start (Linux threads inherit it): while a picture is read, the event loop,
+the media and the next snapshot's storing still get the cores first.
+
 Bounded twice: at most `workers` readings run and `queue_limit` wait; past that a new one is refused
 at once (Busy) instead of piling up behind the others. A reading that outlives `timeout` is given up
 on (TimedOut). A thread cannot be stopped, so it keeps its place until it really finishes: the bounds
@@ -14,10 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+NICE = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: run as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
 class Busy(Exception):
@@ -33,7 +46,8 @@ class VisionPool:
         self.workers = workers
         self.queue_limit = queue_limit
         self.timeout = timeout
-        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="vision")
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="vision",
+                                                               initializer=_lower_priority)
         self._pending = 0  # running or waiting
 
     @property
