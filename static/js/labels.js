@@ -28,7 +28,7 @@ export class Labels {
     this.result.dataset.testid = "read-result";
     this.result.setAttribute("role", "status");
     this.result.setAttribute("aria-live", "polite");
-    this.stage.after(this.result);
+    this.stage.append(this.result);
     if (leads) this.addButtons();
     signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
       this.fields.clear();
