@@ -165,7 +165,12 @@ export class Labels {
     };
     const escape = (event) => { if (event.key === "Escape") { done(); this.overlay.hidden = true; this.result.textContent = ""; } };
     document.addEventListener("keydown", escape);
-    this.overlay.onpointerdown = (event) => { start = norm(event); this.overlay.append(box); place(start, start); };
+    this.overlay.onpointerdown = (event) => {
+      this.overlay.setPointerCapture(event.pointerId); // a release outside the picture still ends the drag
+      start = norm(event);
+      this.overlay.append(box);
+      place(start, start);
+    };
     this.overlay.onpointermove = (event) => { if (start) place(start, norm(event)); };
     this.overlay.onpointerup = (event) => {
       if (!start) return;
