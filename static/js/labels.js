@@ -122,7 +122,7 @@ export class Labels {
   addButtons() {
     const group = document.getElementById("snapshot").parentElement;
     const read = this.button("Read label", "Read the label now", "read-label", () => this.read(null));
-    read.title = "Read the text and codes in the picture now (R with Shift for a region)";
+    read.title = "Read the text and codes in the picture now (the held one while frozen)";
     const region = this.button("Read region", "Drag a box over the picture to read only that part", "read-region",
       () => this.pickRegion());
     group.prepend(read, region);
