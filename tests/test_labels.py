@@ -83,4 +83,16 @@ async def test_the_agent_reads_only_the_region_dragged(
     await expect(line).to_be_visible()
     async with api.get(f"/api/v1/sessions/{session['id']}/snapshots") as response:
         assert (await response.json())["snapshots"] == [], "reading stores nothing"
+
+    # A snapshot's chip corrected in place: the record keeps the agent's value and what was read.
+    await agent.get_by_test_id("snapshot").click()
+    chip = agent.get_by_test_id("chip").filter(has_text=f"S/N {SERIAL}")
+    await chip.get_by_role("button", name=f"Correct S/N {SERIAL}").click(timeout=20_000)
+    await agent.get_by_role("textbox", name="S/N").fill("VX-2231-B")
+    await agent.keyboard.press("Enter")
+    corrected = agent.get_by_test_id("chip").filter(has_text="S/N VX-2231-B")
+    await expect(corrected).to_have_attribute("data-status", "confirmed")
+    async with api.get(f"/api/v1/sessions/{session['id']}") as response:
+        [field] = (await response.json())["fields"]
+    assert (field["value"], field["read_value"]) == ("VX-2231-B", SERIAL)
     assert errors == []

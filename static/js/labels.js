@@ -95,14 +95,39 @@ export class Labels {
     if (this.leads && field.status === "suggested") {
       li.append(this.button("Confirm", `Confirm ${label(field)}`, "chip-confirm",
         () => this.send({ type: ClientMessage.FIELD_CONFIRM, field_id: field.id })));
-      li.append(this.button("Correct", `Correct ${label(field)}`, "chip-correct", () => {
-        const value = window.prompt(`The right ${NAMES[field.name] ?? field.name}:`, field.value);
-        if (value && value.trim()) this.send({ type: ClientMessage.FIELD_CONFIRM, field_id: field.id, value: value.trim() });
-      }));
+      li.append(this.button("Correct", `Correct ${label(field)}`, "chip-correct", () => this.correct(li, field)));
       li.append(this.button("✕", `Dismiss ${label(field)}`, "chip-reject",
         () => this.send({ type: ClientMessage.FIELD_REJECT, field_id: field.id })));
     }
     return li;
+  }
+
+  // The chip becomes a small form: the value read, to put right, then Save (Enter) or Cancel (Escape).
+  correct(li, field) {
+    const form = document.createElement("form");
+    form.className = "chip-form";
+    const id = `correct-${field.id}`;
+    const caption = document.createElement("label");
+    caption.htmlFor = id;
+    caption.textContent = NAMES[field.name] ?? field.name.replace(/_/g, " ");
+    const input = document.createElement("input");
+    input.id = id;
+    input.value = field.value;
+    input.maxLength = 200;
+    input.required = true;
+    input.dataset.testid = "chip-value";
+    const cancel = () => this.render(field.snapshot_id);
+    form.append(caption, input, this.button("Save", `Save the corrected ${caption.textContent}`, "chip-save", () => form.requestSubmit()),
+      this.button("Cancel", "Cancel the correction", "chip-cancel", cancel));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (value) this.send({ type: ClientMessage.FIELD_CONFIRM, field_id: field.id, value });
+    });
+    input.addEventListener("keydown", (event) => { if (event.key === "Escape") cancel(); });
+    li.replaceChildren(form);
+    input.focus();
+    input.select();
   }
 
   button(text, name, testid, onClick) {
