@@ -169,8 +169,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         if caught := await ctx.outbox.catch_up():
             log.info("webhook outbox: %d events recorded before the last stop were enqueued", caught)
         await ctx.sessions.expire_due()
-        if ctx.sessions.vision is not None:  # the models load while the server already answers
-            ctx.sessions.vision.in_background(ctx.sessions.vision.warm_up())
+        if ctx.sessions.vision is not None:
+            try:
+                await ctx.sessions.vision.warm_up()
+            except Exception:
+                log.exception("the vision models could not be loaded now; the first picture will try again")
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
         dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap))

@@ -57,8 +57,9 @@ class Vision:
         return await self.pool.run(lambda: read_picture(image, self.reader, self.patterns, region))
 
     async def warm_up(self) -> None:
-        """Load the models (a second or two) before the first snapshot needs them. The OCR engine is
-        made on the pool's own thread, so its onnxruntime threads share that thread's lower priority."""
+        """Load the models (a second or two, once per process) before the server answers: loading
+        holds the GIL for moments that would stall live calls. The OCR engine is made on the pool's own
+        thread, so its onnxruntime threads share that thread's lower priority."""
         if self.blur_faces:
             await asyncio.to_thread(self.faces.warm_up)
         if self.read_labels:

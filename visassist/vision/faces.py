@@ -35,6 +35,10 @@ class FaceBlur:
         return self._net
 
     def warm_up(self) -> None:
+        """Load the network and run it once (its first run is the slow one); once per process."""
+        with self._lock:
+            if self._net is not None:
+                return
         self.detect(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, image: Image, threshold: float = THRESHOLD) -> list[tuple[int, int, int, int, float]]:

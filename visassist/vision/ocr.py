@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from visassist.media.compose import Image
@@ -44,6 +45,7 @@ class TextReader:
     def __init__(self, threads: int = 2) -> None:
         self._threads = threads
         self._engine: Any = None
+        self._warm = False
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -56,8 +58,14 @@ class TextReader:
         return self._engine
 
     def warm_up(self) -> None:
+        """Read a line of text once: RapidOCR makes its recogniser's sessions (checking the model
+        files' hashes) only when there is text to recognise, and that holds the GIL for a moment."""
+        line = np.full((64, 320, 3), 255, np.uint8)
+        cv2.putText(line, "SN VX-2231-A", (10, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
         with self._lock:
-            self._load()(np.full((64, 256, 3), 255, np.uint8))
+            if not self._warm:
+                self._load()(line)
+                self._warm = True
 
     def read(self, image: Image) -> list[TextLine]:
         height, width = image.shape[:2]
