@@ -240,6 +240,8 @@ async def test_a_snapshot_is_stored_blurred_then_read_and_confirmed(
 
         record = await (await client.get(f"/api/v1/sessions/{session['id']}", headers=auth)).json()
         assert [(f["name"], f["value"]) for f in record["fields"]] == [("serial_number", SERIAL)]
+        listed = await (await client.get(f"/api/v1/sessions/{session['id']}/snapshots", headers=auth)).json()
+        assert [f["value"] for f in listed["snapshots"][0]["fields"]] == [SERIAL]
         types = [e["type"] for e in record["events"]]
         assert "snapshot.read" in types and "field.confirmed" in types
         captured = next(e for e in record["events"] if e["type"] == "snapshot.captured")

@@ -15,12 +15,23 @@ from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
-from visassist.models import ApiKey, Delivery, Role, Session, Snapshot, WebhookEndpoint, iso, stamp
+from visassist.models import (
+    ApiKey,
+    Delivery,
+    FieldStatus,
+    Role,
+    Session,
+    Snapshot,
+    WebhookEndpoint,
+    iso,
+    stamp,
+)
 from visassist.openapi import document
 from visassist.schemas import (
     ConfirmFieldIn,
     CreateSessionIn,
     EndSessionIn,
+    FieldOut,
     InviteIn,
     ListQuery,
     RecordingOut,
@@ -280,7 +291,8 @@ async def list_snapshots(request: web.Request) -> web.Response:
     session = await ctx.sessions.get(request.match_info["session_id"])
     snapshots = await ctx.store.snapshots(session.id)
     folder = api_folder(session.id, "snapshots")
-    return web.json_response({"snapshots": [SnapshotOut.of(s, folder).model_dump(mode="json")
+    confirmed = [FieldOut.of(f) for f in await ctx.store.fields(session.id, FieldStatus.CONFIRMED)]
+    return web.json_response({"snapshots": [SnapshotOut.of(s, folder, confirmed).model_dump(mode="json")
                                             for s in snapshots]})
 
 

@@ -224,15 +224,15 @@ class SessionService:
         rating = await self.store.rating(session.id)
         body["rating"] = None if rating is None else {"rating": rating.rating, "comment": rating.comment,
                                                       "at": iso(rating.at)}
+        confirmed = [FieldOut.of(f) for f in await self.store.fields(session.id, FieldStatus.CONFIRMED)]
         if snapshots:
             folder = api_folder(session.id, "snapshots")
-            body["snapshots"] = [SnapshotOut.of(s, folder).model_dump(mode="json")
+            body["snapshots"] = [SnapshotOut.of(s, folder, confirmed).model_dump(mode="json")
                                  for s in await self.store.snapshots(session.id)]
         folder = api_folder(session.id, "recordings")
         body["recordings"] = [RecordingOut.of(r, folder).model_dump(mode="json")
                               for r in await self.store.recordings(session.id)]
-        body["fields"] = [FieldOut.of(f).model_dump(mode="json")
-                          for f in await self.store.fields(session.id, FieldStatus.CONFIRMED)]
+        body["fields"] = [f.model_dump(mode="json") for f in confirmed]
         return body
 
     # Recording
