@@ -145,6 +145,9 @@ def test_faces_are_blurred_and_nothing_else_changes() -> None:
     assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1, "only inside the photo"
     assert changed.sum() < 0.25 * 320 * 320, "only the face, not the whole photograph"
     assert faces.blur(label())[1] == 0, "a label has no face"
+    small = label()  # the photograph at 192 px: a face about 36 px wide in a 1280x720 frame
+    small[100:292, 700:892] = cv2.resize(astronaut(), (192, 192), interpolation=cv2.INTER_AREA)
+    assert faces.blur(small)[1] == 1
 
 
 async def test_the_pool_is_bounded_and_gives_up_in_time(reader: TextReader) -> None:
