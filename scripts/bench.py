@@ -85,7 +85,7 @@ WATCH_FIRST_FRAME = """
 
 
 @contextlib.asynccontextmanager
-async def server(tree: Path, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
+async def server(tree: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, str]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(tree)}
     create = await asyncio.create_subprocess_exec(
@@ -94,7 +94,7 @@ async def server(tree: Path, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
     key = (await create.communicate())[0].decode().strip()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "visassist", "serve", "--port", str(port), "--data-dir", str(data_dir),
-        "--ice-address", "127.0.0.1", "--log-level", "WARNING", env=env, cwd=tree,
+        "--ice-address", "127.0.0.1", "--log-level", "WARNING", *extra, env=env, cwd=tree,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -145,7 +145,7 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
           document.querySelector('[data-testid="snapshot"]').click();
         })""")
         reading = {}
-        if await agent.get_by_test_id("read-label").count():
+        if await agent.get_by_test_id("read-label").is_visible():
             await expect(agent.get_by_test_id("snapshot-list").get_by_test_id("chip").first).to_be_visible(
                 timeout=30_000)
             chips_at = await agent.evaluate("performance.now()")
@@ -193,6 +193,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="rounds per server (default 7)")
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision, side by side")
     parser.add_argument("--camera", default="640x480", metavar="WxH", help="the fake camera's size")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="an option for this tree's `visassist serve` (--serve-arg=--no-blur-faces)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="visassist-bench-") as tmp:
@@ -206,8 +208,9 @@ async def main() -> None:
         try:
             async with async_playwright() as playwright, contextlib.AsyncExitStack() as stack:
                 browser = await playwright.chromium.launch(**launch_options(camera))
-                servers = {name: await stack.enter_async_context(server(tree, scratch / name))
-                           for name, tree in trees.items()}
+                servers = {name: await stack.enter_async_context(
+                    server(tree, scratch / name, tuple(args.serve_arg) if tree == ROOT else ()))
+                    for name, tree in trees.items()}
                 one_round_warmup = next(iter(servers.values()))
                 await one_round(playwright, browser, *one_round_warmup)  # warm caches, not counted
                 for index in range(args.rounds):

@@ -304,3 +304,28 @@ async def test_read_now_answers_the_lead_and_stores_nothing(
     assert record["fields"] == []
     await agent.close()
     await customer.close()
+
+
+async def test_both_can_be_turned_off(aiohttp_client: ClientFactory, settings: Settings) -> None:
+    client, auth = await start_app(aiohttp_client, replace(settings, blur_faces=False, read_labels=False))
+    session = await (await client.post("/api/v1/sessions", json={"ticket_id": "ZD-9", "tier": 2},
+                                       headers=auth)).json()
+    agent = FakeParticipant(client, token_of(session["agent_url"]))
+    customer = FakeParticipant(client, token_of(session["customer_url"]))
+    welcome = await agent.join()
+    assert welcome["reading"] is False, "the console hides its Read buttons"
+    await customer.join()
+    camera = MarkerTrack(1280, 720)
+    camera.image, _ = with_face(camera.image)
+    await customer.negotiate(send=camera)
+    await agent.media("camera", "live")
+    await agent.send({"type": "read", "request_id": "r"})
+    assert (await wait_for(agent, "error"))["code"] == "forbidden"
+    await agent.send({"type": "snapshot", "request_id": "s"})
+    stored = (await wait_for(agent, "snapshot.stored"))["snapshot"]
+    assert stored["faces_blurred"] == 0
+    raw = decode_png(await (await client.get(
+        f"/api/v1/sessions/{session['id']}/snapshots/{stored['id']}/raw.png", headers=auth)).read())
+    assert len(FaceBlur().detect(raw)) == 1, "with --no-blur-faces the face is stored as it was"
+    await agent.close()
+    await customer.close()

@@ -29,8 +29,9 @@ export class Labels {
     this.result.setAttribute("role", "status");
     this.result.setAttribute("aria-live", "polite");
     this.stage.append(this.result);
-    if (leads) this.addButtons();
+    this.buttons = leads ? this.addButtons() : [];
     signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
+      for (const button of this.buttons) button.hidden = !detail.reading; // off on this server
       this.fields.clear();
       for (const field of detail.fields ?? []) this.keep(field);
       this.renderAll();
@@ -150,7 +151,9 @@ export class Labels {
     read.title = "Read the text and codes in the picture now (the held one while frozen)";
     const region = this.button("Read region", "Drag a box over the picture to read only that part", "read-region",
       () => this.pickRegion());
+    read.hidden = region.hidden = true; // until the server says it reads labels
     group.prepend(read, region);
+    return [read, region];
   }
 
   read(region) {

@@ -281,6 +281,7 @@ class Welcome(_Message):
     chat: list[ChatMessageOut] = []
     snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far
     fields: list[FieldOut] = []  # staff only: the values read off them (chips) and their status
+    reading: bool = False  # staff only: this server reads labels (`read`; snapshots get `snapshot.read`)
     frozen: bool = False
     audio: bool = False  # the session asked for the customer's microphone from the start
 
