@@ -148,6 +148,12 @@ def test_faces_are_blurred_and_nothing_else_changes() -> None:
     small = label()  # the photograph at 192 px: a face about 36 px wide in a 1280x720 frame
     small[100:292, 700:892] = cv2.resize(astronaut(), (192, 192), interpolation=cv2.INTER_AREA)
     assert faces.blur(small)[1] == 1
+    photo = cv2.resize(label(), (4000, 3000))  # a 12 MP photo with a face about 48 px wide
+    photo[1000:1256, 2500:2756] = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    blurred, count = faces.blur(photo)
+    assert count == 1 and faces.detect(blurred, threshold=0.3) == []
+    ys, xs = np.nonzero(np.any(blurred != photo, axis=2))
+    assert xs.min() >= 2500 and xs.max() < 2756 and ys.min() >= 1000 and ys.max() < 1256, "only the photo"
 
 
 async def test_the_pool_is_bounded_and_gives_up_in_time(reader: TextReader) -> None:

