@@ -6,6 +6,8 @@ Join. Measured on the browsers' shared clock:
   snapshot->stored    the agent's Snapshot click to the server's "snapshot.stored" answer
                       (the frame captured, annotated, both PNGs and the JSON on disk, the row committed)
   snapshot->visible   the click to the thumbnail decoded in the console's snapshot list
+  read->shown         "Read label" clicked to what was read shown on the console (servers that have it)
+  snapshot->chips     the Snapshot click to its chips (what was read off it) in the snapshot list
 
 With --baseline REV the same rounds run, alternating, against a second server built from that git
 revision (a temporary worktree), and the table shows both side by side with the ratio: these machines
@@ -83,7 +85,7 @@ WATCH_FIRST_FRAME = """
 
 
 @contextlib.asynccontextmanager
-async def server(tree: Path, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
+async def server(tree: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, str]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(tree)}
     create = await asyncio.create_subprocess_exec(
@@ -92,7 +94,7 @@ async def server(tree: Path, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
     key = (await create.communicate())[0].decode().strip()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "visassist", "serve", "--port", str(port), "--data-dir", str(data_dir),
-        "--ice-address", "127.0.0.1", "--log-level", "WARNING", env=env, cwd=tree,
+        "--ice-address", "127.0.0.1", "--log-level", "WARNING", *extra, env=env, cwd=tree,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -142,7 +144,26 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
           }).observe(list, {childList: true});
           document.querySelector('[data-testid="snapshot"]').click();
         })""")
+        reading = {}
+        if await agent.get_by_test_id("read-label").is_visible():
+            await expect(agent.get_by_test_id("snapshot-list").get_by_test_id("chip").first).to_be_visible(
+                timeout=30_000)
+            chips_at = await agent.evaluate("performance.now()")
+            reading = await agent.evaluate("""() => new Promise((resolve) => {
+              const result = document.querySelector('[data-testid="read-result"]');
+              const clicked = performance.now();
+              new MutationObserver(() => {
+                const shown = performance.now();
+                if (/^(Found|Text|No text)/.test(result.textContent)) resolve({shown, clicked});
+              }).observe(result, {childList: true, characterData: true, subtree: true});
+              document.querySelector('[data-testid="read-label"]').click();
+            })""")
+            reading = {"read->shown": reading["shown"] - reading["clicked"],
+                       "snapshot->chips": chips_at - timing["clicked"]}
+        width, height = await agent.evaluate(
+            "(() => { const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]; })()")
         return {
+            "video width": width, "video height": height,
             "join->first frame": framed_at - joined_at,
             "  join->welcome": marks["welcome"] - joined_at,
             "  join->camera": marks["camera"] - joined_at,
@@ -152,6 +173,7 @@ async def one_round(playwright: Playwright, browser: Browser, base: str, key: st
             "  connected->frame": framed_at - marks["connected"],
             "snapshot->stored": timing["stored"] - timing["clicked"],
             "snapshot->visible": timing["visible"] - timing["clicked"],
+            **reading,
         }
     finally:
         await desktop.close()
@@ -170,11 +192,15 @@ async def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="rounds per server (default 7)")
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision, side by side")
+    parser.add_argument("--camera", default="640x480", metavar="WxH", help="the fake camera's size")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="an option for this tree's `visassist serve` (--serve-arg=--no-blur-faces)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="visassist-bench-") as tmp:
         scratch = Path(tmp)
-        camera = write_marker_y4m(scratch / "marker.y4m")
+        width, height = (int(n) for n in args.camera.split("x"))
+        camera = write_marker_y4m(scratch / "marker.y4m", width, height)
         trees = {"current": ROOT}
         if args.baseline:
             trees[f"baseline {args.baseline}"] = worktree(args.baseline, scratch)
@@ -182,8 +208,9 @@ async def main() -> None:
         try:
             async with async_playwright() as playwright, contextlib.AsyncExitStack() as stack:
                 browser = await playwright.chromium.launch(**launch_options(camera))
-                servers = {name: await stack.enter_async_context(server(tree, scratch / name))
-                           for name, tree in trees.items()}
+                servers = {name: await stack.enter_async_context(
+                    server(tree, scratch / name, tuple(args.serve_arg) if tree == ROOT else ()))
+                    for name, tree in trees.items()}
                 one_round_warmup = next(iter(servers.values()))
                 await one_round(playwright, browser, *one_round_warmup)  # warm caches, not counted
                 for index in range(args.rounds):
@@ -198,16 +225,20 @@ async def main() -> None:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 await remove.wait()
 
-    metrics = list(next(iter(results.values()))[0])
+    metrics = list(dict.fromkeys(m for rounds in results.values() for r in rounds for m in r))
     names = list(results)
-    print(f"\n{args.rounds} rounds, headless Chromium on loopback, {os.cpu_count()} cores; "
-          "milliseconds, median [min-max]")
+    print(f"\n{args.rounds} rounds, headless Chromium on loopback, {os.cpu_count()} cores, a {args.camera} "
+          "camera; milliseconds, median [min-max]")
     header = f"{'metric':<20}" + "".join(f"{n:>28}" for n in names) + ("   ratio" if len(names) > 1 else "")
     print(header)
     for metric in metrics:
         cells, medians = [], []
         for name in names:
-            values = [r[metric] for r in results[name]]
+            values = [r[metric] for r in results[name] if metric in r]
+            if not values:
+                cells.append("-")
+                medians.append(0.0)
+                continue
             median = statistics.median(values)
             medians.append(median)
             cells.append(f"{median:8.0f} [{min(values):5.0f}-{max(values):5.0f}]")

@@ -16,6 +16,8 @@ import pytest
 
 from visassist.events import (
     ChatMessage,
+    FieldConfirmed,
+    FieldRejected,
     ParticipantInvited,
     RecordingStored,
     RetentionPurged,
@@ -27,9 +29,11 @@ from visassist.events import (
     SessionRevoked,
     SnapshotAnnotated,
     SnapshotCaptured,
+    SnapshotRead,
     TicketErased,
 )
 from visassist.models import (
+    FieldStatus,
     NodeState,
     Outcome,
     Participant,
@@ -38,6 +42,7 @@ from visassist.models import (
     Role,
     Session,
     Snapshot,
+    SnapshotField,
     SnapshotSource,
     Status,
     utcnow,
@@ -99,6 +104,12 @@ def _recording(session: Session, at: datetime) -> Recording:
     return Recording(id=recording_id, session_id=session.id, ticket_id=session.ticket_id, started_at=at,
                      ended_at=at + timedelta(minutes=2), duration_seconds=120.0, size_bytes=1000, width=640,
                      height=480, key=f"sessions/{session.id}/recordings/{recording_id}/session.webm")
+
+
+def _field(snapshot: Snapshot, name: str, value: str, at: datetime) -> SnapshotField:
+    return SnapshotField(id=_id("fld"), session_id=snapshot.session_id, snapshot_id=snapshot.id, name=name,
+                         value=value, read_value=value, confidence=0.93, source="text",
+                         box=[0.1, 0.2, 0.4, 0.3], status=FieldStatus.SUGGESTED, created_at=at)
 
 
 def _chat(participant: Participant, text: str) -> ChatMessage:
@@ -229,6 +240,66 @@ async def test_snapshots_and_annotations(store: Store) -> None:
     again = await store.snapshot(session.id, snapshot.id)
     assert again is not None and again.annotations == shapes and again.annotated_key == "annotated.png"
     assert await store.annotate_snapshot(session.id, "snp_missing", [], "x", "par_a", T0) is None
+
+
+async def test_fields_read_off_a_snapshot_are_confirmed_corrected_or_dismissed(store: Store) -> None:
+    session, _ = await _create(store)
+    snapshot = _snapshot(session, T0)
+    snapshot = Snapshot(**{**snapshot.__dict__, "faces_blurred": 2})
+    captured = await store.add_snapshot(snapshot)
+    assert isinstance(captured.data, SnapshotCaptured) and captured.data.faces_blurred == 2
+    assert (await store.snapshots(session.id))[0].faces_blurred == 2
+    at = T0 + timedelta(seconds=1)
+    serial = _field(snapshot, "serial_number", "VX-2231-A", at)
+    model = _field(snapshot, "model", "XR-5OO", at)
+    ean = _field(snapshot, "ean", "4006381333931", at)
+    read = await store.add_reading(session.id, snapshot.id, [serial, model, ean], SnapshotRead(
+        snapshot_id=snapshot.id, lines=3, codes=1, duration_ms=900), at)
+    assert read is not None and isinstance(read.data, SnapshotRead) and read.actor == "system"
+    assert [(f.id, f.value) for f in read.data.fields or []] == [
+        (serial.id, "VX-2231-A"), (model.id, "XR-5OO"), (ean.id, "4006381333931")]
+    assert await store.fields(session.id) == [serial, model, ean]
+    missing = SnapshotRead(snapshot_id="snp_missing")
+    assert await store.add_reading(session.id, "snp_missing", [], missing, at) is None
+
+    later = T0 + timedelta(minutes=1)
+    confirmed = await store.decide_field(session.id, serial.id, "VX-2231-A", "par_a", later)
+    assert confirmed is not None
+    field, event = confirmed
+    assert (field.status, field.confirmed_by, field.confirmed_at) == (FieldStatus.CONFIRMED, "par_a", later)
+    assert isinstance(event.data, FieldConfirmed) and not event.data.corrected and event.actor == "par_a"
+    corrected = await store.decide_field(session.id, model.id, "XR-500", "par_a", later)
+    assert corrected is not None and isinstance(corrected[1].data, FieldConfirmed)
+    assert corrected[1].data.corrected
+    assert (corrected[0].value, corrected[0].read_value) == ("XR-500", "XR-5OO")
+    rejected = await store.decide_field(session.id, ean.id, None, "par_a", later)
+    assert rejected is not None and isinstance(rejected[1].data, FieldRejected)
+    assert rejected[0].status is FieldStatus.REJECTED
+    assert [(f.name, f.value) for f in await store.fields(session.id, FieldStatus.CONFIRMED)] == [
+        ("serial_number", "VX-2231-A"), ("model", "XR-500")]
+    assert await store.field(session.id, ean.id) == rejected[0]
+    assert await store.decide_field(session.id, "fld_missing", "x", "par_a", later) is None
+    assert await store.decide_field("ses_other", serial.id, "x", "par_a", later) is None
+
+
+async def test_fields_go_with_their_snapshot(store: Store) -> None:
+    erased, _ = await _create(store, "ZD-FIELDS-ERASE")
+    old, _ = await _create(store, "ZD-FIELDS-OLD")
+    for session in (erased, old):
+        snapshot = _snapshot(session, T0)
+        await store.add_snapshot(snapshot)
+        field = _field(snapshot, "serial_number", "VX-2231-A", T0)
+        await store.add_reading(session.id, snapshot.id, [field], SnapshotRead(snapshot_id=snapshot.id), T0)
+        await store.decide_field(session.id, field.id, "VX-2231-A", "par_a", T0)
+    await store.erase_ticket("ZD-FIELDS-ERASE", "api:key_1", T0 + timedelta(hours=1))
+    assert await store.fields(erased.id) == []
+    values = [e.data.value for e in await store.events(erased.id) if isinstance(e.data, FieldConfirmed)]
+    assert values == [None], "the value read is erased with the ticket"
+    reads = [e.data.fields for e in await store.events(erased.id) if isinstance(e.data, SnapshotRead)]
+    assert reads == [None]
+    assert await store.end_session(old.id, Outcome.RESOLVED, "", "par_a", T0 + timedelta(minutes=5), [])
+    await store.purge(T0 + timedelta(minutes=10), None, T0 + timedelta(days=1))
+    assert await store.fields(old.id) == []
 
 
 async def test_recordings(store: Store) -> None:

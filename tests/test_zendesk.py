@@ -114,6 +114,10 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
     live = await snapshot_from_a_live_camera(client, session, [arrow])
     agent, customer = live["agent"], live["customer"]
     try:
+        read = await agent.expect("snapshot.read", timeout=30)
+        serial = next(f for f in read["fields"] if f["name"] == "serial_number")
+        await agent.send({"type": "field.confirm", "field_id": serial["id"]})
+        assert (await agent.expect("field"))["field"]["status"] == "confirmed"
         await agent.send({"type": "end", "outcome": "resolved", "notes": "Reseated the cable"})
         await agent.expect("ended")
     finally:
@@ -129,6 +133,7 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
     assert ticket == "1042" and comment["public"] is False
     assert "ended: resolved" in comment["body"] and "Reseated the cable" in comment["body"]
     assert "Duration:" in comment["body"] and "1 attached" in comment["body"]
+    assert "Serial number: VX-2231-A (confidence" in comment["body"], "the confirmed field is in the note"
     assert f"/api/v1/sessions/{session['id']}" in comment["body"]
     recordings = (await (await client.get(f"/api/v1/sessions/{session['id']}/recordings",
                                           headers=auth)).json())["recordings"]

@@ -29,8 +29,12 @@ CHROMIUM_OFFER = (Path(__file__).parent / "data/chromium_offer.sdp").read_bytes(
 ARUCO = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
 
 
+SERIAL = "VX-2231-A"
+
+
 def marker_image(width: int = 640, height: int = 480, marker_id: int = MARKER_ID) -> np.ndarray:
-    """A grey scene with one ArUco marker on a white quiet zone in its left half."""
+    """A grey scene with one ArUco marker on a white quiet zone in its left half, and a label reading
+    "SN VX-2231-A" at the top of its right half (for the label reader)."""
     image = np.full((height, width, 3), 96, dtype=np.uint8)
     side = height // 2
     pad = side // 6
@@ -38,6 +42,11 @@ def marker_image(width: int = 640, height: int = 480, marker_id: int = MARKER_ID
     cv2.rectangle(image, (left - pad, top - pad), (left + side + pad, top + side + pad), (255, 255, 255), -1)
     marker = cv2.aruco.generateImageMarker(ARUCO, marker_id, side)
     image[top:top + side, left:left + side] = cv2.cvtColor(marker, cv2.COLOR_GRAY2BGR)
+    scale = height / 480
+    x0, y0, x1, y1 = int(width * 0.52), int(height * 0.02), int(width * 0.99), int(height * 0.15)
+    cv2.rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), -1)
+    cv2.putText(image, f"SN {SERIAL}", (x0 + int(8 * scale), y1 - int(14 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                1.0 * scale, (0, 0, 0), max(1, round(2 * scale)), cv2.LINE_AA)
     return image
 
 

@@ -15,11 +15,23 @@ from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
 from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
-from visassist.models import ApiKey, Delivery, Role, Session, Snapshot, WebhookEndpoint, iso, stamp
+from visassist.models import (
+    ApiKey,
+    Delivery,
+    FieldStatus,
+    Role,
+    Session,
+    Snapshot,
+    WebhookEndpoint,
+    iso,
+    stamp,
+)
 from visassist.openapi import document
 from visassist.schemas import (
+    ConfirmFieldIn,
     CreateSessionIn,
     EndSessionIn,
+    FieldOut,
     InviteIn,
     ListQuery,
     RecordingOut,
@@ -287,8 +299,26 @@ async def list_snapshots(request: web.Request) -> web.Response:
     session = await ctx.sessions.get(request.match_info["session_id"])
     snapshots = await ctx.store.snapshots(session.id)
     folder = api_folder(session.id, "snapshots")
-    return web.json_response({"snapshots": [SnapshotOut.of(s, folder).model_dump(mode="json")
+    confirmed = [FieldOut.of(f) for f in await ctx.store.fields(session.id, FieldStatus.CONFIRMED)]
+    return web.json_response({"snapshots": [SnapshotOut.of(s, folder, confirmed).model_dump(mode="json")
                                             for s in snapshots]})
+
+
+@routes.get("/api/v1/sessions/{session_id}/fields")
+async def list_fields(request: web.Request) -> web.Response:
+    """Every value read off the session's snapshots: suggested, confirmed and dismissed."""
+    await authenticate(request)
+    fields = await _ctx(request).sessions.fields(request.match_info["session_id"])
+    return web.json_response({"fields": [f.model_dump(mode="json") for f in fields]})
+
+
+@routes.post("/api/v1/sessions/{session_id}/fields/{field_id}/confirm")
+async def confirm_field(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    body = await read_json(request, ConfirmFieldIn)
+    field = await _ctx(request).sessions.decide_field(
+        request.match_info["session_id"], request.match_info["field_id"], body.value, f"api:{key.id}")
+    return web.json_response(field.model_dump(mode="json"))
 
 
 @routes.get("/api/v1/sessions/{session_id}/recordings")

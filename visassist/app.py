@@ -32,6 +32,7 @@ from visassist.signalling.protocol import Restarting
 from visassist.signalling.room import Hub
 from visassist.store import SqliteStore
 from visassist.tokens import load_or_create_key
+from visassist.vision import Vision
 from visassist.webhooks import Backoff, Dispatcher, Outbox
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,11 @@ def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     blobs = DirectoryBlobStore(settings.blob_dir)
     hub = Hub(settings.max_live_sessions, FileBudget())
     bus = Bus()
+    vision = Vision(blur_faces=settings.blur_faces, read_labels=settings.read_labels,
+                    patterns=settings.patterns, queue_limit=settings.vision_queue_limit,
+                    timeout=settings.vision_timeout_seconds, threads=settings.vision_threads)
     sessions = SessionService(settings, store, blobs, hub, bus, load_or_create_key(settings.link_key_path),
-                              clock)
+                              clock, vision)
     # Subscribers, in order: the webhook outbox first, so a session.ended is enqueued before the room
     # closes and writes its participants' departures.
     outbox = Outbox(store, settings.base_url)
@@ -178,6 +182,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
         if caught := await ctx.outbox.catch_up():
             log.info("webhook outbox: %d events recorded before the last stop were enqueued", caught)
         await ctx.sessions.expire_due()
+        if ctx.sessions.vision is not None:
+            try:
+                await ctx.sessions.vision.warm_up()
+            except Exception:
+                log.exception("the vision models could not be loaded now; the first picture will try again")
         sweeper = asyncio.create_task(_expiry_loop(ctx), name="expiry-sweep")
         purger = asyncio.create_task(_purge_loop(ctx), name="retention-purge")
         dispatcher = Dispatcher(ctx.store, Backoff(settings.webhook_retry_base, settings.webhook_retry_cap),
@@ -197,6 +206,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await ctx.hub.close()
+        if ctx.sessions.vision is not None:
+            await ctx.sessions.vision.close()
         await tasks.drain()
         await dispatcher.stop()
         await ctx.nodes.stop()

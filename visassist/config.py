@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from visassist.capacity import default_max_live_sessions
+from visassist.vision.patterns import DEFAULT_PATTERNS, FieldPattern, parse_field_pattern
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,19 @@ class Settings:
         "`server_busy` and people a \"busy\" page, while live sessions keep full frame rate",
         flag="--max-live-sessions", env="VISASSIST_MAX_LIVE_SESSIONS",
         default="12 per CPU core", metavar="N"))
+    # Vision (visassist/vision/): on by default, on the server's own CPU, nothing sent anywhere.
+    blur_faces: bool = field(default=True, metadata=option(
+        "store snapshots and HD photos without blurring faces; by default faces are found and blurred "
+        "before anything is written (the live view is never blurred)", flag="--no-blur-faces",
+        default="blur"))
+    read_labels: bool = field(default=True, metadata=option(
+        "do not read text, barcodes and QR codes in stored snapshots (by default the console shows what "
+        "was read as chips the agent confirms)", flag="--no-read-labels", default="read"))
+    field_patterns: tuple[FieldPattern, ...] = field(default=(), metadata=option(
+        "what counts as a field in the text read off a label: `name=regex`, the regex's first group "
+        "being the value, matched against each upper-cased line; a name replaces its default; repeat "
+        "for several", flag="--field-pattern", metavar="NAME=REGEX",
+        default="`serial_number`, `model`, `mac_address`, `imei` (visassist/vision/patterns.py)"))
     log_level: LogLevel = field(default="INFO", metadata=option(
         "log verbosity", flag="--log-level", env="VISASSIST_LOG_LEVEL"))
     log_format: LogFormat = field(default="text", metadata=option(
@@ -195,6 +209,10 @@ class Settings:
     webhook_retry_base: float = field(default=5.0, metadata=fixed(
         "first webhook retry after this many seconds, doubling (with jitter) up to the cap"))
     webhook_retry_cap: float = field(default=600.0, metadata=fixed("longest wait between retries"))
+    vision_queue_limit: int = field(default=4, metadata=fixed(
+        "pictures waiting to be read past the one being read; more are refused (busy)"))
+    vision_timeout_seconds: float = field(default=10.0, metadata=fixed("a reading given up on after this"))
+    vision_threads: int = field(default=2, metadata=fixed("cores one reading uses"))
 
     # Derived, not settings:
 
@@ -204,6 +222,13 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def patterns(self) -> tuple[FieldPattern, ...]:
+        """The field patterns in force: the defaults, with those given replacing theirs by name."""
+        given = {p.name: p for p in self.field_patterns}
+        kept = tuple(given.pop(p.name, p) for p in DEFAULT_PATTERNS)
+        return kept + tuple(given.values())
 
     @property
     def database(self) -> str:
@@ -272,7 +297,7 @@ def parse_ice_server(spec: str) -> IceServer:
 
 # Text from the command line or the environment to a value, where the type itself (str, int, Path)
 # does not do it.
-PARSERS: dict[Any, Callable[[str], Any]] = {IceServer: parse_ice_server}
+PARSERS: dict[Any, Callable[[str], Any]] = {IceServer: parse_ice_server, FieldPattern: parse_field_pattern}
 
 
 def env_list(name: str) -> list[str]:

@@ -38,6 +38,10 @@ class WebhookContext(Protocol):
 
     async def recordings(self) -> list[dict[str, Any]]: ...
 
+    async def fields(self) -> list[dict[str, Any]]:
+        """The session's confirmed fields (schemas.FieldOut)."""
+        ...
+
 
 class EventData(BaseModel):
     """The data of one event type. Fields listed in `personal` go when the ticket is erased."""
@@ -126,7 +130,8 @@ class SessionEnded(EventData):
 
     async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "notes": self.notes, "duration_seconds": self.duration_seconds,
-                "snapshots": await context.snapshots(), "recordings": await context.recordings()}
+                "snapshots": await context.snapshots(), "recordings": await context.recordings(),
+                "fields": await context.fields()}
 
 
 @_event
@@ -320,6 +325,7 @@ class SnapshotCaptured(EventData):
     width: int
     height: int
     shapes: int
+    faces_blurred: int = 0
 
     async def webhook_body(self, context: WebhookContext) -> dict[str, Any]:
         return {"snapshot": await context.snapshot(self.snapshot_id)}
@@ -346,6 +352,54 @@ class RecordingStored(EventData):
     recording_id: str
     duration_seconds: float
     size_bytes: int
+
+
+# Reading labels (visassist/vision/)
+
+
+class FoundField(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    value: str
+    confidence: float
+
+
+@_event
+class SnapshotRead(EventData):
+    type = EventType.SNAPSHOT_READ
+    summary = ("a stored snapshot was read: the fields found in its text and codes (chips for the agent), "
+               "or why it could not be (`error`: busy, timeout, failed)")
+    personal = frozenset({"fields"})
+    snapshot_id: str
+    fields: list[FoundField] | None = None
+    lines: int = 0  # lines of text read
+    codes: int = 0  # barcodes and QR codes read
+    duration_ms: int = 0
+    error: Literal["busy", "timeout", "failed"] | None = None
+
+
+@_event
+class FieldConfirmed(EventData):
+    type = EventType.FIELD_CONFIRMED
+    summary = "staff (or the API) confirmed a value read off a snapshot, or corrected it (`corrected`)"
+    personal = frozenset({"value"})
+    field_id: str
+    snapshot_id: str
+    name: str
+    value: str | None = None
+    confidence: float
+    corrected: bool = False
+
+
+@_event
+class FieldRejected(EventData):
+    type = EventType.FIELD_REJECTED
+    summary = "staff dismissed a value read off a snapshot"
+    field_id: str
+    snapshot_id: str
+    name: str
 
 
 # Retention

@@ -77,6 +77,9 @@ class EventType(enum.StrEnum):
     RECORDING_STARTED = "recording.started"
     RECORDING_STORED = "recording.stored"
     SESSION_MOVED = "session.moved"
+    SNAPSHOT_READ = "snapshot.read"
+    FIELD_CONFIRMED = "field.confirmed"
+    FIELD_REJECTED = "field.rejected"
 
 
 class SnapshotSource(enum.StrEnum):
@@ -154,6 +157,33 @@ class Snapshot:
     annotations: list[dict[str, Any]]
     raw_key: str
     annotated_key: str
+    faces_blurred: int = 0  # faces found and blurred before the images were stored
+
+
+class FieldStatus(enum.StrEnum):
+    SUGGESTED = "suggested"  # read off the picture, shown to the agent as a chip
+    CONFIRMED = "confirmed"  # the agent confirmed it (or corrected it): part of the record
+    REJECTED = "rejected"  # the agent dismissed it
+
+
+@dataclass(frozen=True)
+class SnapshotField:
+    """A value read off a snapshot (a serial number, a barcode's content...) and what the agent made
+    of it."""
+
+    id: str
+    session_id: str
+    snapshot_id: str
+    name: str  # serial_number, model, mac_address, imei, ean, upc, qr, data_matrix, code, ...
+    value: str  # the confirmed value once confirmed (the agent may have corrected what was read)
+    read_value: str  # what was read
+    confidence: float  # of the reading, 0..1
+    source: str  # "text" or the code's format ("EAN-13", "QR Code")
+    box: list[float]  # x0, y0, x1, y1 on the snapshot, normalized
+    status: FieldStatus
+    created_at: datetime
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ from pydantic.json_schema import models_json_schema
 
 from visassist import __version__
 from visassist.schemas import (
+    ConfirmFieldIn,
     CreateSessionIn,
     DeliveryListOut,
     EndSessionIn,
     ErrorOut,
+    FieldListOut,
+    FieldOut,
     InvitedOut,
     InviteIn,
     RecordingListOut,
@@ -56,7 +59,7 @@ def _session_links() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, SendInvitationIn,
-                                     WebhookIn, ErrorOut,
+                                     WebhookIn, ConfirmFieldIn, FieldOut, FieldListOut, ErrorOut,
                                      SessionOut, InvitedOut, SnapshotListOut, RecordingListOut, TicketOut,
                                      WebhookCreatedOut, WebhookListOut, DeliveryListOut, SessionListOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
@@ -147,6 +150,22 @@ def document() -> dict[str, Any]:
                 "operationId": "listSnapshots", "summary": "A session's snapshots, oldest first",
                 "parameters": [SESSION_ID],
                 "responses": {"200": _json(SnapshotListOut, "Snapshots"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/fields": {"get": {
+                "operationId": "listFields",
+                "summary": "Values read off the session's snapshots (serial numbers, models, MAC "
+                           "addresses, IMEIs, barcodes, QR codes): suggested, confirmed or dismissed",
+                "parameters": [SESSION_ID],
+                "responses": {"200": _json(FieldListOut, "Fields, oldest first"), **_errors(401, 404)}}},
+            "/api/v1/sessions/{session_id}/fields/{field_id}/confirm": {"post": {
+                "operationId": "confirmField",
+                "summary": "Confirm a value read off a snapshot, or give the right one (`value`); "
+                           "confirmed fields are in the record, the webhooks and the Zendesk note",
+                "parameters": [SESSION_ID, {"name": "field_id", "in": "path", "required": True,
+                                            "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(ConfirmFieldIn)}}},
+                "responses": {"200": _json(FieldOut, "The confirmed field"),
+                              **_errors(400, 401, 404, 409, 413, 422)}}},
             "/api/v1/sessions/{session_id}/recordings": {"get": {
                 "operationId": "listRecordings",
                 "summary": "A session's recordings (sessions created with record: true), oldest first",

@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Text
 from visassist.errors import ApiErrorCode
 from visassist.events import ChatMessage, Event
-from visassist.models import Outcome, Recording, Session, Snapshot, iso
+from visassist.models import Outcome, Recording, Session, Snapshot, SnapshotField, iso
 
 
 def api_folder(session_id: str, kind: Literal["snapshots", "recordings"], base: str = "") -> str:
@@ -144,6 +144,40 @@ class ChatMessageOut(_Out):
                                    "name": data.name or "", "text": data.text or "", "at": _iso(event.at)})
 
 
+class FieldOut(_Out):
+    """A value read off a snapshot. `suggested` ones are the console's chips; `confirmed` ones are the
+    record's structured fields (`value` is the agent's correction when they corrected it)."""
+
+    id: str
+    snapshot_id: str
+    name: str  # serial_number, model, mac_address, imei, ean, upc, qr, data_matrix, code, or a configured one
+    value: str
+    read_value: str  # what was read, before any correction
+    confidence: float
+    source: str  # "text", or the code's format ("EAN-13", "QR Code", ...)
+    box: list[float]  # x0, y0, x1, y1 on the snapshot, 0..1
+    status: Literal["suggested", "confirmed", "rejected"]
+    confirmed_by: str | None
+    confirmed_at: str | None
+
+    @classmethod
+    def of(cls, field: SnapshotField) -> FieldOut:
+        return cls(id=field.id, snapshot_id=field.snapshot_id, name=field.name, value=field.value,
+                   read_value=field.read_value, confidence=field.confidence, source=field.source,
+                   box=field.box, status=field.status.value, confirmed_by=field.confirmed_by,
+                   confirmed_at=iso(field.confirmed_at))
+
+
+class FieldListOut(_Out):
+    fields: list[FieldOut]
+
+
+class ConfirmFieldIn(_Body):
+    """Confirm the value read, or give the right one."""
+
+    value: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class SnapshotOut(_Out):
     id: str
     session_id: str
@@ -156,9 +190,11 @@ class SnapshotOut(_Out):
     annotations: list[Arrow | Rect | Ellipse | Freehand | Text]
     raw_url: str
     annotated_url: str  # changes when the snapshot is drawn on again, so caches never show the old one
+    faces_blurred: int = 0  # faces blurred before the images were stored
+    fields: list[FieldOut] | None = None  # its confirmed fields, where the record shows them
 
     @classmethod
-    def of(cls, snapshot: Snapshot, folder: str) -> SnapshotOut:
+    def of(cls, snapshot: Snapshot, folder: str, fields: list[FieldOut] | None = None) -> SnapshotOut:
         """`folder`: the receiver's URL of the session's snapshots (see api_folder)."""
         path = f"{folder}/{snapshot.id}"
         version = snapshot.annotated_key.rsplit("/", 1)[1].removeprefix("annotated").removesuffix(".png")
@@ -168,6 +204,8 @@ class SnapshotOut(_Out):
             "source": snapshot.source.value, "width": snapshot.width, "height": snapshot.height,
             "annotations": snapshot.annotations, "raw_url": f"{path}/raw.png",
             "annotated_url": f"{path}/annotated.png" + (f"?v={version.lstrip('-')}" if version else ""),
+            "faces_blurred": snapshot.faces_blurred,
+            "fields": None if fields is None else [f for f in fields if f.snapshot_id == snapshot.id],
         }, strict=False)  # the shapes were checked when drawn; stored JSON has lists for tuples
 
 
@@ -239,6 +277,7 @@ class SessionOut(SessionSummaryOut):
     events: list[EventOut]
     snapshots: list[SnapshotOut] | None = None
     recordings: list[RecordingOut]
+    fields: list[FieldOut]  # confirmed values read off the snapshots
     customer_url: str | None = None
     agent_url: str | None = None
     rating: RatingOut | None = None

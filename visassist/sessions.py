@@ -30,17 +30,20 @@ from visassist.events import (
     ParticipantJoined,
     ParticipantLeft,
     RecordingStarted,
+    SnapshotRead,
 )
 from visassist.media.compose import Image, compose, decode_photo, encode_png
 from visassist.media.pictures import to_bgr
 from visassist.media.recorder import Recorded
 from visassist.models import (
+    FieldStatus,
     Outcome,
     Participant,
     Recording,
     Role,
     Session,
     Snapshot,
+    SnapshotField,
     SnapshotSource,
     Status,
     iso,
@@ -48,14 +51,16 @@ from visassist.models import (
 )
 from visassist.schemas import (
     ChatMessageOut,
+    FieldOut,
     RecordingOut,
     SessionSummaryOut,
     SnapshotOut,
     api_folder,
 )
-from visassist.store.base import SessionStore
+from visassist.store.base import FieldStore, SessionStore
 from visassist.tasks import finish
 from visassist.tokens import digest, link_token, new_id
+from visassist.vision import Busy, TimedOut, Vision
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +71,17 @@ class Composed:
     height: int
     raw_png: bytes
     annotated_png: bytes
+    image: Image  # as stored: faces blurred
+    faces_blurred: int
 
 
-def _compose_snapshot(image: Image, shapes: list[Shape]) -> Composed:
-    """CPU work of a snapshot (drawing, two PNGs); runs in a worker thread."""
+def _compose_snapshot(image: Image, shapes: list[Shape], vision: Vision | None) -> Composed:
+    """CPU work of a snapshot (blurring faces, drawing, two PNGs); runs in a worker thread. Faces are
+    blurred first: the unblurred pixels never reach the blob store, raw or annotated."""
+    image, faces = vision.blur(image) if vision is not None else (image, 0)
     annotated = compose(image, shapes)
     return Composed(width=image.shape[1], height=image.shape[0], raw_png=encode_png(image),
-                    annotated_png=encode_png(annotated))
+                    annotated_png=encode_png(annotated), image=image, faces_blurred=faces)
 
 
 _CLOSED_CODES = {Status.ENDED: ApiErrorCode.SESSION_ENDED, Status.EXPIRED: ApiErrorCode.SESSION_EXPIRED,
@@ -92,9 +101,15 @@ class LiveRooms(Protocol):
     async def stop_recording(self, session_id: str) -> None: ...
 
 
+class Store(SessionStore, FieldStore, Protocol):
+    """What the use cases keep: sessions and the values read off their snapshots."""
+
+
 class SessionService:
-    def __init__(self, settings: Settings, store: SessionStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
-                 link_key: bytes, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, live: LiveRooms, bus: Bus,
+                 link_key: bytes, clock: Callable[[], datetime] = utcnow,
+                 vision: Vision | None = None) -> None:
+        self.vision = vision
         self.link_key = link_key
         self.settings = settings
         self.store = store
@@ -210,13 +225,15 @@ class SessionService:
         rating = await self.store.rating(session.id)
         body["rating"] = None if rating is None else {"rating": rating.rating, "comment": rating.comment,
                                                       "at": iso(rating.at)}
+        confirmed = [FieldOut.of(f) for f in await self.store.fields(session.id, FieldStatus.CONFIRMED)]
         if snapshots:
             folder = api_folder(session.id, "snapshots")
-            body["snapshots"] = [SnapshotOut.of(s, folder).model_dump(mode="json")
+            body["snapshots"] = [SnapshotOut.of(s, folder, confirmed).model_dump(mode="json")
                                  for s in await self.store.snapshots(session.id)]
         folder = api_folder(session.id, "recordings")
         body["recordings"] = [RecordingOut.of(r, folder).model_dump(mode="json")
                               for r in await self.store.recordings(session.id)]
+        body["fields"] = [f.model_dump(mode="json") for f in confirmed]
         return body
 
     # Recording
@@ -360,7 +377,7 @@ class SessionService:
                               shapes: list[Shape], source: SnapshotSource) -> Snapshot:
         if len(await self.store.snapshots(session.id)) >= self.settings.max_snapshots_per_session:
             raise Conflict(ApiErrorCode.SNAPSHOT_LIMIT, "this session has reached its snapshot limit")
-        composed = await asyncio.to_thread(_compose_snapshot, image, shapes)
+        composed = await asyncio.to_thread(_compose_snapshot, image, shapes, self.vision)
         snapshot_id = new_id("snp")
         prefix = f"sessions/{session.id}/snapshots/{snapshot_id}"
         vectors = shapes_adapter.dump_python(shapes, mode="json")
@@ -368,7 +385,7 @@ class SessionService:
             id=snapshot_id, session_id=session.id, ticket_id=session.ticket_id, taken_at=self.clock(),
             taken_by=taker.id, source=source, width=composed.width,
             height=composed.height, annotations=vectors, raw_key=f"{prefix}/raw.png",
-            annotated_key=f"{prefix}/annotated.png",
+            annotated_key=f"{prefix}/annotated.png", faces_blurred=composed.faces_blurred,
         )
         # Blobs first, row second: a row never points at an image that is not on disk.
         await asyncio.gather(
@@ -377,4 +394,54 @@ class SessionService:
             self.blobs.put(f"{prefix}/annotations.json", json.dumps(vectors).encode()),
         )
         await self._published(await self.store.add_snapshot(snapshot))
+        if self.vision is not None and self.vision.read_labels:
+            # Read in the background: the snapshot is stored and listed without waiting for it.
+            self.vision.in_background(self._read_snapshot(snapshot, composed.image))
         return snapshot
+
+    # Reading labels
+
+    async def _read_snapshot(self, snapshot: Snapshot, image: Image) -> None:
+        """Read a stored snapshot (as stored: faces blurred) and record the fields found as chips."""
+        assert self.vision is not None
+        fields: list[SnapshotField] = []
+        try:
+            reading = await self.vision.read(image)
+        except (Busy, TimedOut) as exc:
+            log.warning("snapshot %s not read: %s", snapshot.id, exc)
+            read = SnapshotRead(snapshot_id=snapshot.id, error="busy" if isinstance(exc, Busy) else "timeout")
+        except Exception:
+            log.exception("snapshot %s: reading failed", snapshot.id)
+            read = SnapshotRead(snapshot_id=snapshot.id, error="failed")
+        else:
+            now = self.clock()
+            fields = [SnapshotField(
+                id=new_id("fld"), session_id=snapshot.session_id, snapshot_id=snapshot.id, name=f.name,
+                value=f.value, read_value=f.value, confidence=f.confidence, source=f.source,
+                box=[round(v, 4) for v in f.box], status=FieldStatus.SUGGESTED, created_at=now)
+                for f in reading.found]
+            read = SnapshotRead(snapshot_id=snapshot.id, fields=[], lines=len(reading.lines),
+                                codes=len(reading.codes), duration_ms=reading.duration_ms)
+        await self._published(await self.store.add_reading(snapshot.session_id, snapshot.id, fields, read,
+                                                           self.clock()))
+
+    async def fields(self, session_id: str) -> list[FieldOut]:
+        await self.get(session_id)
+        return [FieldOut.of(f) for f in await self.store.fields(session_id)]
+
+    async def decide_field(self, session_id: str, field_id: str, value: str | None, actor: str,
+                           *, confirm: bool = True) -> FieldOut:
+        """Confirm a field (the value read, or `value` if given: the agent's correction) or dismiss it."""
+        session = await self.get(session_id)
+        if session.effective_status(self.clock()) in (Status.EXPIRED, Status.REVOKED):
+            raise closed_error(session.effective_status(self.clock()), "the session is closed")
+        before = await self.store.field(session_id, field_id)
+        if before is None:
+            raise NotFound(ApiErrorCode.NOT_FOUND, f"no field {field_id!r} in this session")
+        decided = await self.store.decide_field(
+            session_id, field_id, (value or before.read_value) if confirm else None, actor, self.clock())
+        if decided is None:
+            raise NotFound(ApiErrorCode.NOT_FOUND, f"no field {field_id!r} in this session")
+        field, event = decided
+        await self.bus.publish(event)
+        return FieldOut.of(field)

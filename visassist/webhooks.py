@@ -32,11 +32,11 @@ import aiohttp
 
 from visassist.adapters import Adapter, AdapterError
 from visassist.events import WEBHOOK_TYPES, Event
-from visassist.models import DueDelivery, Session, iso, utcnow
-from visassist.schemas import RecordingOut, SnapshotOut, api_folder
+from visassist.models import DueDelivery, FieldStatus, Session, iso, utcnow
+from visassist.schemas import FieldOut, RecordingOut, SnapshotOut, api_folder
 
 if TYPE_CHECKING:
-    from visassist.store.base import OutboxSource, OutboxStore, SessionReads
+    from visassist.store.base import MediaReads, OutboxSource, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,27 @@ class _Media:
     """A session's snapshots and recordings as a webhook receiver sees them (absolute URLs), read
     only by the events whose body shows them."""
 
-    store: SessionReads
+    store: MediaReads
     session_id: str
     base: str
+
+    async def _confirmed(self) -> list[FieldOut]:
+        return [FieldOut.of(f) for f in await self.store.fields(self.session_id, FieldStatus.CONFIRMED)]
 
     async def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
         snapshot = await self.store.snapshot(self.session_id, snapshot_id)
         folder = api_folder(self.session_id, "snapshots", self.base)
-        return None if snapshot is None else SnapshotOut.of(snapshot, folder).model_dump(mode="json")
+        return None if snapshot is None else SnapshotOut.of(
+            snapshot, folder, await self._confirmed()).model_dump(mode="json")
 
     async def snapshots(self) -> list[dict[str, Any]]:
         folder = api_folder(self.session_id, "snapshots", self.base)
-        return [SnapshotOut.of(s, folder).model_dump(mode="json")
+        confirmed = await self._confirmed()
+        return [SnapshotOut.of(s, folder, confirmed).model_dump(mode="json")
                 for s in await self.store.snapshots(self.session_id)]
+
+    async def fields(self) -> list[dict[str, Any]]:
+        return [f.model_dump(mode="json") for f in await self._confirmed()]
 
     async def recordings(self) -> list[dict[str, Any]]:
         folder = api_folder(self.session_id, "recordings", self.base)
@@ -97,7 +105,7 @@ class _Media:
                 for r in await self.store.recordings(self.session_id)]
 
 
-async def payload(event: Event, session: Session, store: SessionReads, base: str) -> dict[str, Any]:
+async def payload(event: Event, session: Session, store: MediaReads, base: str) -> dict[str, Any]:
     """The webhook body for one timeline event; what `data` carries is the event model's to say."""
     return {"id": f"evt_{event.seq}", "type": event.type.value, "created_at": iso(event.at),
             "session_id": session.id, "ticket_id": session.ticket_id,

@@ -3,6 +3,7 @@
 // handing over, and ending with an outcome.
 import { Annotator, TOOLS } from "./annotate.js";
 import { ChatPanel } from "./chat.js";
+import { Labels } from "./labels.js";
 import { ServerPeer, iceConfiguration } from "./peer.js";
 import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
 import { Signalling } from "./signalling.js";
@@ -15,6 +16,7 @@ const leads = role === "agent" || role === "expert";
 const video = $("remote-video");
 const annotator = new Annotator($("annotation-canvas"), video);
 const signalling = new Signalling(token);
+new Labels(signalling, { leads: role === "agent" || role === "expert" }); // eslint-disable-line no-new
 const voice = new RemoteVoice($("remote-audio"));
 const microphone = new Microphone(signalling);
 const snapshotIds = new Set();

@@ -25,6 +25,9 @@ export const ClientMessage = Object.freeze({
   MUTE: "mute",
   INVITE: "invite",
   HANDOVER: "handover",
+  READ: "read",
+  FIELD_CONFIRM: "field.confirm",
+  FIELD_REJECT: "field.reject",
 });
 
 export const ServerMessage = Object.freeze({
@@ -48,6 +51,9 @@ export const ServerMessage = Object.freeze({
   RESTARTING: "restarting",
   MOVED: "moved",
   ERROR: "error",
+  READ_RESULT: "read.result",
+  SNAPSHOT_READ: "snapshot.read",
+  FIELD: "field",
 });
 
 export const ErrorCode = Object.freeze({
@@ -67,6 +73,7 @@ export const ErrorCode = Object.freeze({
   SESSION_FULL: "session_full",
   NOT_FOUND: "not_found",
   SERVER_BUSY: "server_busy",
+  READER_BUSY: "reader_busy",
   INTERNAL_ERROR: "internal_error",
 });
 

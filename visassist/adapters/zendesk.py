@@ -18,6 +18,8 @@ from visassist.adapters import AdapterError
 from visassist.blobs import BlobStore
 from visassist.store.base import SessionReads
 
+LABELS = {"serial_number": "Serial number", "model": "Model", "mac_address": "MAC address", "imei": "IMEI",
+          "ean": "EAN", "upc": "UPC", "qr": "QR code", "data_matrix": "Data Matrix", "code": "Barcode"}
 TICKET_NUMBER = re.compile(r"^(?:ZD-?)?(\d{1,18})$", re.IGNORECASE)
 
 
@@ -43,6 +45,11 @@ def note(event: dict[str, Any], record_url: str) -> str:
         lines.append(f"Agent's notes: {data['notes']}")
     count = len(data.get("snapshots", []))
     lines.append(f"Snapshots: {count} attached (annotated and original)" if count else "Snapshots: none")
+    fields = data.get("fields") or []
+    if fields:
+        lines.append("Read off the snapshots and confirmed:")
+        lines += [f"- {LABELS.get(f['name'], f['name'])}: {f['value']} (confidence {f['confidence']:.0%})"
+                  for f in fields]
     for recording in data.get("recordings", []):
         lines.append(f"Recording ({_duration(recording['duration_seconds'])}, WebM): {recording['url']}")
     lines.append(f"Session record and chat transcript: {record_url}")

@@ -14,6 +14,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
+from visassist.errors import NotFound
 from visassist.events import (
     AudioChanged,
     CameraChanged,
@@ -27,6 +28,7 @@ from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
 from visassist.media.feed import FeedTrack
 from visassist.media.peer import Peer, PeerError, read_offer
+from visassist.media.pictures import to_bgr
 from visassist.models import STAFF, Participant, Role, Session, Snapshot, SnapshotSource, VideoSource
 from visassist.schemas import SnapshotOut
 from visassist.signalling.protocol import (
@@ -42,9 +44,11 @@ from visassist.signalling.protocol import (
     Chat,
     ChatOut,
     ClientMessageType,
+    ConfirmField,
     EndSession,
     Error,
     ErrorCode,
+    Found,
     Freeze,
     Frozen,
     Handover,
@@ -52,6 +56,7 @@ from visassist.signalling.protocol import (
     Ice,
     Invite,
     Invited,
+    LabelRead,
     Mute,
     Offer,
     ParticipantInfo,
@@ -65,13 +70,17 @@ from visassist.signalling.protocol import (
     QualityOut,
     QualityReport,
     QualityRequested,
+    ReadLabel,
+    RejectField,
     RequestPhoto,
     RequestQuality,
     SnapshotStored,
     TakeSnapshot,
+    TextOut,
     Watch,
 )
 from visassist.signalling.room import Connection, Room
+from visassist.vision import Busy, TimedOut
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +287,58 @@ async def _stored(ctx: AppContext, joined: Joined, snapshot: Snapshot, request_i
 @action(EndSession, LEADS, "end the session")
 async def end(ctx: AppContext, joined: Joined, message: EndSession) -> None:
     await ctx.sessions.end(joined.session.id, message.outcome, message.notes, joined.participant.id)
+
+
+# Reading labels
+
+
+@action(ReadLabel, LEADS, "read labels")
+async def read_label(ctx: AppContext, joined: Joined, message: ReadLabel) -> None:
+    vision = ctx.sessions.vision
+    if vision is None or not vision.read_labels:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "reading labels is turned off on this server",
+                            ref=message.request_id)
+    kind = joined.connection.watching
+    frame = await joined.room.feeds[kind].picture()  # the held picture while frozen
+    if frame is None:
+        raise ProtocolError(ErrorCode.NO_VIDEO, f"there is no {kind.value} video from the customer yet",
+                            ref=message.request_id)
+    region = message.region
+    if region is not None and (region[2] - region[0] < 0.01 or region[3] - region[1] < 0.01):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "read: region must have x0 < x1 and y0 < y1",
+                            ref=message.request_id)
+    image = await to_bgr(frame)
+    try:
+        reading = await vision.read(image, region)
+    except (Busy, TimedOut) as exc:
+        raise ProtocolError(ErrorCode.READER_BUSY, f"the label reader is busy, try again: {exc}",
+                            ref=message.request_id) from None
+    await joined.connection.send(LabelRead(
+        request_id=message.request_id, width=reading.width, height=reading.height, region=region,
+        lines=[TextOut(text=t.text, confidence=t.confidence, box=t.box) for t in reading.lines],
+        found=[Found(name=f.name, value=f.value, confidence=f.confidence, source=f.source, box=f.box)
+               for f in reading.found],
+        duration_ms=reading.duration_ms))
+
+
+@action(ConfirmField, LEADS, "confirm fields")
+async def confirm_field(ctx: AppContext, joined: Joined, message: ConfirmField) -> None:
+    await _decide(ctx, joined, message.field_id, message.value, confirm=True)
+
+
+@action(RejectField, LEADS, "dismiss fields")
+async def reject_field(ctx: AppContext, joined: Joined, message: RejectField) -> None:
+    await _decide(ctx, joined, message.field_id, None, confirm=False)
+
+
+async def _decide(ctx: AppContext, joined: Joined, field_id: str, value: str | None, *,
+                  confirm: bool) -> None:
+    try:
+        # Every console hears of it through the field's event (signalling/live.py).
+        await ctx.sessions.decide_field(joined.session.id, field_id, value, joined.participant.id,
+                                        confirm=confirm)
+    except NotFound:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such field in this session", ref=field_id) from None
 
 
 # Talking and drawing

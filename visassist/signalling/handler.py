@@ -196,6 +196,8 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
         chat=await ctx.sessions.transcript(session.id),
         snapshots=[SnapshotOut.of(s, connection.snapshots_path)
                    for s in await ctx.store.snapshots(session.id)] if participant.role.staff else [],
+        fields=await ctx.sessions.fields(session.id) if participant.role.staff else [],
+        reading=participant.role.staff and bool(ctx.sessions.vision and ctx.sessions.vision.read_labels),
         frozen=room.frozen is not None,
         nodes=await ctx.nodes.others(),
         audio=current.audio,

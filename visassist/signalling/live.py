@@ -11,6 +11,8 @@ import logging
 
 from visassist.events import (
     Event,
+    FieldConfirmed,
+    FieldRejected,
     LeftReason,
     ParticipantInvited,
     SessionEnded,
@@ -19,10 +21,18 @@ from visassist.events import (
     SnapshotAnnotated,
     SnapshotCaptured,
 )
+from visassist.events import SnapshotRead as Read
 from visassist.models import Participant
-from visassist.schemas import SnapshotOut
+from visassist.schemas import FieldOut, SnapshotOut
 from visassist.sessions import SessionService
-from visassist.signalling.protocol import AnnotationsOut, Ended, Presence, SnapshotStored
+from visassist.signalling.protocol import (
+    AnnotationsOut,
+    Ended,
+    FieldDecided,
+    Presence,
+    SnapshotRead,
+    SnapshotStored,
+)
 from visassist.signalling.room import Connection, Hub, Room
 
 log = logging.getLogger(__name__)
@@ -46,7 +56,8 @@ async def depart(sessions: SessionService, room: Room, connection: Connection, r
 
 class RoomEvents:
     """Subscriber: closes a room when its session ends, shows invited people in presence, and shows
-    staff every snapshot stored (whoever took it, whichever way: console, phone photo, API)."""
+    staff every snapshot stored (whoever took it, whichever way: console, phone photo, API), what was
+    read off it and what became of each value read."""
 
     def __init__(self, hub: Hub, sessions: SessionService) -> None:
         self.hub = hub
@@ -76,6 +87,21 @@ class RoomEvents:
                 if connection.participant.role.staff and connection.participant.id != event.actor:
                     await connection.send(SnapshotStored(
                         request_id=None, snapshot=SnapshotOut.of(snapshot, connection.snapshots_path)))
+
+        elif isinstance(data, Read):
+            fields = [f for f in await self.sessions.fields(event.session_id)
+                      if f.snapshot_id == data.snapshot_id]
+            await self._staff(room, SnapshotRead(snapshot_id=data.snapshot_id, fields=fields,
+                                                 error=data.error))
+        elif isinstance(data, FieldConfirmed | FieldRejected):
+            field = await self.sessions.store.field(event.session_id, data.field_id)
+            if field is not None:
+                await self._staff(room, FieldDecided(field=FieldOut.of(field)))
+
+    async def _staff(self, room: Room, message: SnapshotRead | FieldDecided) -> None:
+        for connection in room.connections():
+            if connection.participant.role.staff:
+                await connection.send(message)
 
     async def _close(self, room: Room, message: Ended, reason: LeftReason) -> None:
         if self.hub.detach(room.session_id) is not room:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from visassist.annotations import Point, Shapes
 from visassist.models import Outcome
-from visassist.schemas import ChatMessageOut, SessionSummaryOut, SnapshotOut
+from visassist.schemas import ChatMessageOut, FieldOut, SessionSummaryOut, SnapshotOut
 
 PROTOCOL_VERSION = 1
 MAX_SDP_CHARS = 64 * 1024
@@ -43,6 +43,7 @@ class ErrorCode(enum.StrEnum):
     SESSION_FULL = "session_full"
     NOT_FOUND = "not_found"
     SERVER_BUSY = "server_busy"
+    READER_BUSY = "reader_busy"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -231,9 +232,37 @@ class Handover(_Message):
     to: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class ReadLabel(_Message):
+    """Agent or expert: read the text and codes of the watched source's picture now (the held one
+    while frozen), or of `region` of it (x0, y0, x1, y1 in 0..1). Nothing is stored."""
+
+    type: Literal["read"]
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    region: tuple[Unit, Unit, Unit, Unit] | None = None
+
+
+class ConfirmField(_Message):
+    """Agent or expert: confirm a value read off a snapshot (`value`: the right one, if it was misread)."""
+
+    type: Literal["field.confirm"]
+    field_id: Annotated[str, Field(min_length=1, max_length=64)]
+    value: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class RejectField(_Message):
+    """Agent or expert: dismiss a value read off a snapshot."""
+
+    type: Literal["field.reject"]
+    field_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
-                     | CameraFailed | QualityReport | RequestQuality | Mute | Invite | Handover)
+                     | CameraFailed | QualityReport | RequestQuality | Mute | Invite | Handover | ReadLabel
+                     | ConfirmField | RejectField)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 
@@ -260,6 +289,8 @@ class Welcome(_Message):
     participants: list[ParticipantInfo]
     chat: list[ChatMessageOut] = []
     snapshots: list[SnapshotOut] = []  # staff only: the session's snapshots so far
+    fields: list[FieldOut] = []  # staff only: the values read off them (chips) and their status
+    reading: bool = False  # staff only: this server reads labels (`read`; snapshots get `snapshot.read`)
     frozen: bool = False
     audio: bool = False  # the session asked for the customer's microphone from the start
     # Base URLs of the other live nodes: where to ask for the session if this node stops answering.
@@ -298,6 +329,51 @@ class SnapshotStored(_Message):
     type: Literal["snapshot.stored"] = "snapshot.stored"
     request_id: str | None
     snapshot: SnapshotOut
+
+
+class TextOut(BaseModel):
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+class Found(BaseModel):
+    name: str
+    value: str
+    confidence: float
+    source: str
+    box: tuple[float, float, float, float]
+
+
+class LabelRead(_Message):
+    """The answer to `read`: every line of text and every code, with where it is (0..1), and the
+    fields the patterns found in them."""
+
+    type: Literal["read.result"] = "read.result"
+    request_id: str
+    width: int
+    height: int
+    region: tuple[float, float, float, float] | None
+    lines: list[TextOut]
+    found: list[Found]
+    duration_ms: int
+
+
+class SnapshotRead(_Message):
+    """Staff: a stored snapshot was read; `fields` are its chips (empty with `error` when it could not be
+    read: busy, timeout, failed)."""
+
+    type: Literal["snapshot.read"] = "snapshot.read"
+    snapshot_id: str
+    fields: list[FieldOut]
+    error: str | None = None
+
+
+class FieldDecided(_Message):
+    """Staff: a field was confirmed, corrected or dismissed (by anyone, the API included)."""
+
+    type: Literal["field"] = "field"
+    field: FieldOut
 
 
 class ChatOut(_Message):
@@ -392,7 +468,8 @@ class Error(_Message):
 
 ServerMessage = (Welcome | Answer | Pong | Presence | MediaState | SnapshotStored | ChatOut | AnnotationsOut
                  | PointerOut | Frozen | PhotoRequested | CameraControlOut | CameraStateOut | QualityOut
-                 | QualityRequested | Invited | Ended | Restarting | Moved | Error)
+                 | QualityRequested | Invited | Ended | Restarting | Moved | Error | LabelRead | SnapshotRead
+                 | FieldDecided)
 
 CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
     m.model_fields["type"].annotation.__args__[0] for m in ClientMessageType.__args__)

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from visassist.events import Event, EventData
+from visassist.events import Event, EventData, SnapshotRead
 from visassist.models import (
     ApiKey,
     AuditEntry,
     Delivery,
     DueDelivery,
+    FieldStatus,
     Node,
     NodeState,
     Outcome,
@@ -21,6 +22,7 @@ from visassist.models import (
     Recording,
     Session,
     Snapshot,
+    SnapshotField,
     User,
     WebhookBacklog,
     WebhookEndpoint,
@@ -54,6 +56,24 @@ class SessionReads(Protocol):
     async def snapshot(self, session_id: str, snapshot_id: str) -> Snapshot | None: ...
 
     async def recordings(self, session_id: str) -> list[Recording]: ...
+
+
+class FieldReads(Protocol):
+    async def fields(self, session_id: str, status: FieldStatus | None = None) -> list[SnapshotField]:
+        """The values read off the session's snapshots, oldest first; only those with `status` if given."""
+        ...
+
+
+class FieldStore(FieldReads, Protocol):
+    """Values read off snapshots (visassist/vision/) and the agent's decision on each."""
+
+    async def add_reading(self, session_id: str, snapshot_id: str, fields: list[SnapshotField],
+                          read: SnapshotRead, at: datetime) -> Event | None: ...
+
+    async def field(self, session_id: str, field_id: str) -> SnapshotField | None: ...
+
+    async def decide_field(self, session_id: str, field_id: str, value: str | None, actor: str,
+                           at: datetime) -> tuple[SnapshotField, Event] | None: ...
 
 
 class SessionStore(SessionReads, Protocol):
@@ -243,11 +263,15 @@ class AuditLog(Protocol):
     async def audit_log(self, limit: int = 200) -> list[AuditEntry]: ...
 
 
-class OutboxSource(OutboxStore, SessionReads, Protocol):
+class MediaReads(SessionReads, FieldReads, Protocol):
+    """A session's snapshots, recordings and confirmed fields, as webhook bodies show them."""
+
+
+class OutboxSource(OutboxStore, MediaReads, Protocol):
     """The webhook subscriber: the outbox, and the session it describes in each payload."""
 
 
-class Store(SessionStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, NodeStore, Protocol):
+class Store(SessionStore, FieldStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, NodeStore, Protocol):
     """A whole backend."""
 
     async def open(self) -> None: ...

@@ -10,6 +10,7 @@ from visassist.store.base import (
     AccountStore,
     ApiKeyStore,
     AuditLog,
+    FieldStore,
     NodeStore,
     OutboxStore,
     SessionStore,
@@ -19,6 +20,7 @@ from visassist.store.sqlite.accounts import SqliteAccounts
 from visassist.store.sqlite.api_keys import SqliteApiKeys
 from visassist.store.sqlite.audit import SqliteAudit
 from visassist.store.sqlite.database import Database
+from visassist.store.sqlite.fields import SqliteFields
 from visassist.store.sqlite.nodes import SqliteNodes
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
@@ -26,13 +28,17 @@ from visassist.store.sqlite.sessions import SqliteSessions
 __all__ = ["Database", "SqliteStore"]
 
 
-class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes):
+PARTS = (SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes)
+
+
+class SqliteStore(SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit,
+                  SqliteNodes):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
     def __init__(self, url: str) -> None:
         database = Database(url)
-        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes):
+        for part in PARTS:
             part.__init__(self, database)
 
     async def open(self) -> None:
@@ -48,6 +54,7 @@ class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, S
 
 if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these assignments)
     _sessions: type[SessionStore] = SqliteSessions
+    _fields: type[FieldStore] = SqliteFields
     _outbox: type[OutboxStore] = SqliteOutbox
     _accounts: type[AccountStore] = SqliteAccounts
     _api_keys: type[ApiKeyStore] = SqliteApiKeys

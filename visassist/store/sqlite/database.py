@@ -317,7 +317,7 @@ def _snapshot(row: Row) -> Snapshot:
         id=row["id"], session_id=row["session_id"], ticket_id=row["ticket_id"], taken_at=taken_at,
         taken_by=row["taken_by"], source=SnapshotSource(row["source"]), width=row["width"],
         height=row["height"], annotations=json.loads(row["annotations"]),
-        raw_key=row["raw_key"], annotated_key=row["annotated_key"],
+        raw_key=row["raw_key"], annotated_key=row["annotated_key"], faces_blurred=row["faces_blurred"],
     )
 
 

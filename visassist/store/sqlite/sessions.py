@@ -232,15 +232,18 @@ class SqliteSessions:
         async with self.database.transaction() as db:
             await db.execute(
                 "INSERT INTO snapshots (id, session_id, ticket_id, taken_at, taken_by, source, width,"
-                " height, annotations, raw_key, annotated_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " height, annotations, raw_key, annotated_key, faces_blurred)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (snapshot.id, snapshot.session_id, snapshot.ticket_id, _ts(snapshot.taken_at),
                  snapshot.taken_by, snapshot.source.value, snapshot.width, snapshot.height,
-                 json.dumps(snapshot.annotations), snapshot.raw_key, snapshot.annotated_key),
+                 json.dumps(snapshot.annotations), snapshot.raw_key, snapshot.annotated_key,
+                 snapshot.faces_blurred),
             )
             return await insert_event(
                 db, snapshot.session_id,
                 SnapshotCaptured(snapshot_id=snapshot.id, source=snapshot.source, width=snapshot.width,
-                                 height=snapshot.height, shapes=len(snapshot.annotations)),
+                                 height=snapshot.height, shapes=len(snapshot.annotations),
+                                 faces_blurred=snapshot.faces_blurred),
                 snapshot.taken_by, snapshot.taken_at)
 
     @shielded
