@@ -1,7 +1,7 @@
 """The wire protocol: every signalling message as a typed class, validated on the way in.
 
 This module is the one source of truth. docs/protocol.md describes it for people and
-static/js/protocol.js mirrors its names for the browser; tests/test_protocol.py keeps all three in step.
+static/js/lib/protocol.js mirrors its names for the browser; tests/test_protocol.py keeps all three in step.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 // The customer's page: consent, camera (and screen, and voice), one connection to the server, and
 // plain words at every step. Mobile first; written for iOS Safari too (untested there, see README).
-import { Overlay } from "./annotate.js";
-import { ChatPanel } from "./chat.js";
-import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "./device.js";
-import { ServerPeer } from "./peer.js";
-import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
-import { Signalling } from "./signalling.js";
-import { Microphone, RemoteVoice } from "./voice.js";
+import { Overlay } from "../components/annotator.js";
+import { ChatPanel } from "../components/chat.js";
+import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "../lib/device.js";
+import { ServerPeer } from "../lib/peer.js";
+import { ClientMessage, ErrorCode, ServerMessage, Source } from "../lib/protocol.js";
+import { Signalling } from "../lib/signalling.js";
+import { Microphone, RemoteVoice } from "../components/voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
