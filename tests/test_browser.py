@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Playwright, expect
 
-from tests.browser import console_errors, drag, get_png, launch_options, new_session, wait_playing
+from tests.browser import (
+    console_errors,
+    drag,
+    get_png,
+    launch_options,
+    new_session,
+    record,
+    wait_playing,
+)
 from tests.utils import MARKER_ID, detect_markers, red_fraction
 
 
@@ -82,9 +92,10 @@ async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserC
     assert (record["rating"]["rating"], record["rating"]["comment"]) == (4, "Quick and clear")
     assert [s["id"] for s in record["snapshots"]] == [snapshot["id"]]
     types = [e["type"] for e in record["events"]]
-    assert types[:3] == ["session.created", "participant.joined", "participant.joined"]
-    for expected in ("media.started", "snapshot.captured", "session.ended", "participant.left",
-                     "session.rated"):
+    assert types[0] == "session.created"
+    assert [t for t in types if t == "participant.joined"][:2] == ["participant.joined"] * 2
+    for expected in ("link.opened", "camera.allowed", "media.started", "snapshot.captured", "session.ended",
+                     "participant.left", "session.rated"):
         assert expected in types
 
     # The links stop working once the session has ended.
@@ -93,12 +104,13 @@ async def test_escalation_end_to_end(api: aiohttp.ClientSession, phone: BrowserC
     assert agent_errors == [] and customer_errors == []
 
 
-@pytest.mark.parametrize(("fake_devices", "grant_camera", "title"), [
-    (True, False, "Camera access is off"),
-    (False, True, "No camera found"),
+@pytest.mark.parametrize(("fake_devices", "grant_camera", "title", "reason"), [
+    (True, False, "Camera access is off", "refused"),
+    (False, True, "No camera found", "no_camera"),
 ])
 async def test_customer_told_plainly_when_camera_is_refused_or_missing(
-    playwright: Playwright, api: aiohttp.ClientSession, fake_devices: bool, grant_camera: bool, title: str
+    playwright: Playwright, api: aiohttp.ClientSession, fake_devices: bool, grant_camera: bool, title: str,
+    reason: str,
 ) -> None:
     session = await new_session(api)
     browser = await playwright.chromium.launch(
@@ -116,6 +128,16 @@ async def test_customer_told_plainly_when_camera_is_refused_or_missing(
         customer = next(p for p in body["participants"] if p["role"] == "customer")
         assert customer["connected"] is True
         assert "media.started" not in [e["type"] for e in body["events"]]
+        # The timeline says where the customer got to, and why they stopped (the join funnel).
+        opened = next(e for e in body["events"] if e["type"] == "link.opened")
+        assert opened["data"]["browser"].startswith("Chrome Mobile") and opened["data"]["mobile"] is True
+        for _ in range(50):  # the page reports once its socket is welcomed
+            failed = [e["data"] for e in (await record(api, session["id"]))["events"]
+                      if e["type"] == "camera.failed"]
+            if failed:
+                break
+            await asyncio.sleep(0.1)
+        assert failed and failed[0]["reason"] == reason and failed[0]["error"]
     finally:
         await browser.close()
 

@@ -201,6 +201,36 @@ class ParticipantLeft(EventData):
     reason: LeftReason
 
 
+# The customer's way in (the join funnel: visassist/analytics.py)
+
+
+@_event
+class LinkOpened(EventData):
+    type = EventType.LINK_OPENED
+    summary = "the customer's page was served: the link was opened, in this browser"
+    browser: str | None = None  # "Chrome Mobile 120", from the User-Agent
+    os: str | None = None  # "Android 14"
+    mobile: bool = False
+
+
+CameraFailure = Literal["refused", "no_camera", "busy", "unsupported_browser", "insecure", "failed"]
+
+
+@_event
+class CameraAllowed(EventData):
+    type = EventType.CAMERA_ALLOWED
+    summary = "the customer's camera started (they allowed it)"
+
+
+@_event
+class CameraFailed(EventData):
+    type = EventType.CAMERA_FAILED
+    summary = ("the customer's camera did not start, and why: refused, no camera, busy, a browser "
+               "without video calls, a page not served over HTTPS, or another failure")
+    reason: CameraFailure
+    error: str | None = None  # the browser's own name for it (NotAllowedError ...)
+
+
 @_event
 class InvitationSent(EventData):
     type = EventType.INVITATION_SENT

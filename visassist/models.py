@@ -75,6 +75,9 @@ class EventType(enum.StrEnum):
     RETENTION_PURGED = "retention.purged"
     RECORDING_STARTED = "recording.started"
     RECORDING_STORED = "recording.stored"
+    LINK_OPENED = "link.opened"
+    CAMERA_ALLOWED = "camera.allowed"
+    CAMERA_FAILED = "camera.failed"
 
 
 class SnapshotSource(enum.StrEnum):

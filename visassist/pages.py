@@ -12,8 +12,10 @@ from aiohttp import web
 
 from visassist.accounts import admit_staff
 from visassist.api import read_json, snapshot_image
+from visassist.browsers import browser
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound
+from visassist.events import LinkOpened
 from visassist.media.compose import PhotoError, encode_png
 from visassist.media.pictures import to_bgr
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
@@ -151,6 +153,10 @@ async def customer_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.CUSTOMER)
     _refuse_closed(request, session, Role.CUSTOMER)
     _refuse_when_full(request, session)
+    # The join funnel's first step, recorded as the page is served: it needs no script to run.
+    seen = browser(request.headers.get("User-Agent", ""))
+    await request.app[AppContext.KEY].sessions.record(
+        session.id, LinkOpened(browser=seen.name, os=seen.os, mobile=seen.mobile), participant.id)
     return render("customer.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 

@@ -15,7 +15,9 @@ from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
 from visassist.events import (
     AudioChanged,
+    CameraAllowed,
     CameraChanged,
+    CameraFailed,
     MediaFrozen,
     MediaUnfrozen,
     QualityChanged,
@@ -32,6 +34,7 @@ from visassist.signalling.protocol import (
     Annotations,
     AnnotationsOut,
     Answer,
+    CameraAccess,
     CameraControl,
     CameraControlOut,
     CameraState,
@@ -347,6 +350,14 @@ async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) ->
     state = message.model_dump(exclude={"type"})
     joined.room.report_camera(state)
     await joined.room.broadcast(CameraStateOut(state=state), STAFF)
+
+
+@action(CameraAccess, CUSTOMER, "report the camera's start")
+async def camera_access(ctx: AppContext, joined: Joined, message: CameraAccess) -> None:
+    """A step of the join funnel, in the timeline: the camera started, or why it did not."""
+    data = CameraAllowed() if message.result == "allowed" else CameraFailed(reason=message.result,
+                                                                            error=message.error)
+    await ctx.sessions.record(joined.session.id, data, joined.participant.id)
 
 
 def poor_reasons(report: QualityReport) -> list[str]:

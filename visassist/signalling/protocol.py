@@ -181,6 +181,14 @@ class CameraState(_Message):
     error: Annotated[str, Field(max_length=300)] | None = None
 
 
+class CameraAccess(_Message):
+    """Customer: how starting the camera went (the join funnel): allowed, or why not."""
+
+    type: Literal["camera.access"]
+    result: Literal["allowed", "refused", "no_camera", "busy", "unsupported_browser", "insecure", "failed"]
+    error: Annotated[str, Field(max_length=64)] | None = None  # the browser's name for the failure
+
+
 class QualityReport(_Message):
     """Customer: measured quality of the video it sends (from RTCPeerConnection.getStats)."""
 
@@ -225,7 +233,7 @@ class Handover(_Message):
 
 ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
-                     | QualityReport | RequestQuality | Mute | Invite | Handover)
+                     | CameraAccess | QualityReport | RequestQuality | Mute | Invite | Handover)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 

@@ -19,6 +19,7 @@ export const ClientMessage = Object.freeze({
   PHOTO_REQUEST: "photo.request",
   CAMERA: "camera",
   CAMERA_STATE: "camera.state",
+  CAMERA_ACCESS: "camera.access",
   QUALITY: "quality",
   QUALITY_REQUEST: "quality.request",
   MUTE: "mute",

@@ -83,9 +83,9 @@ function stopAll() {
 
 // Rear camera first; any camera when the device has no rear one (laptops) or refuses the hint.
 async function openCamera() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    const e = new Error("insecure");
-    e.name = "InsecureContext";
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia || !window.RTCPeerConnection) {
+    const e = new Error("unsupported");
+    e.name = window.isSecureContext ? "UnsupportedBrowser" : "InsecureContext";
     throw e;
   }
   // zoom: true asks for the zoom capability where the browser gates it (Chrome), ignored elsewhere.
@@ -115,9 +115,29 @@ function explainCameraError(error) {
       return ["The camera is busy", "Another app may be using the camera. Close it (or end a video call) and tap Try again."];
     case "InsecureContext":
       return ["This page can't use the camera", "The link must be opened over a secure (https) connection. Ask your support contact for a new link."];
+    case "UnsupportedBrowser":
+      return ["This browser can't make video calls", "Open the link in a recent Chrome, Safari, Firefox or Edge (copy it from the message you were sent)."];
     default:
       return ["The camera didn't start", `Tap Try again. If it keeps happening, tell your support contact (${error.name}).`];
   }
+}
+
+// How starting the camera went, for the timeline (the join funnel). The camera can answer before the
+// socket is welcomed, so reports wait for it.
+const CAMERA_RESULTS = {
+  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "no_camera",
+  OverconstrainedError: "no_camera", NotReadableError: "busy", AbortError: "busy",
+  UnsupportedBrowser: "unsupported_browser", InsecureContext: "insecure",
+};
+const cameraReports = [];
+function reportCameraAccess(error = null) {
+  cameraReports.push(error
+    ? { type: ClientMessage.CAMERA_ACCESS, result: CAMERA_RESULTS[error.name] ?? "failed", error: String(error.name).slice(0, 64) }
+    : { type: ClientMessage.CAMERA_ACCESS, result: "allowed" });
+  sendCameraReports();
+}
+function sendCameraReports() {
+  while (welcomed && cameraReports.length && signalling?.send(cameraReports[0])) cameraReports.shift();
 }
 
 // The peer connection carries: the camera, a shared screen (if any), the agent's shared screen
@@ -180,6 +200,7 @@ function connect() {
     setFrozen(detail.frozen);
     if (detail.audio && !microphone.started) setMic(true);
     else microphone.restate();
+    sendCameraReports();
     startPeer();
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp, detail.id));
@@ -265,12 +286,14 @@ async function join() {
     camera = await opening;
   } catch (error) {
     button.disabled = false;
+    reportCameraAccess(error);
     const [title, text] = explainCameraError(error);
     problem(title, text);
     // A desktop without a usable camera can still show the problem on its screen.
-    $("screen-instead").hidden = !canShareScreen || error.name === "InsecureContext";
+    $("screen-instead").hidden = !canShareScreen || ["InsecureContext", "UnsupportedBrowser"].includes(error.name);
     return;
   }
+  reportCameraAccess();
   showCamera();
   show("live");
   showLink();
