@@ -14,7 +14,6 @@ from visassist import invitations, management
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
-from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
 from visassist.models import ApiKey, Delivery, Role, Session, Snapshot, WebhookEndpoint, iso, stamp
 from visassist.openapi import document
 from visassist.schemas import (
@@ -248,28 +247,10 @@ async def send_invitation(request: web.Request) -> web.Response:
     links = await ctx.sessions.links(session, public_base(request))
     if "customer_url" not in links:
         raise closed_error(session.effective_status(ctx.sessions.clock()), "the session is no longer open")
-    try:
-        if body.email is not None:
-            if not settings.smtp_host:
-                raise ClientError(ApiErrorCode.EMAIL_NOT_CONFIGURED, "e-mail invitations are not configured "
-                                  "(start the server with --smtp-host)", status=422)
-            config = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                                settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
-            await invitations.send_email(config, body.email, session, links["customer_url"])
-            channel, to = "email", body.email
-        else:
-            assert body.phone is not None
-            if not settings.sms_url:
-                raise ClientError(ApiErrorCode.SMS_NOT_CONFIGURED, "SMS invitations are not configured "
-                                  "(start the server with --sms-url)", status=422)
-            await invitations.send_sms(HttpSmsProvider(settings.sms_url, settings.sms_token), body.phone,
-                                       session, links["customer_url"])
-            channel, to = "sms", body.phone
-    except InvitationError as exc:
-        raise ClientError(ApiErrorCode.INVITATION_FAILED, str(exc), status=502) from None
-    await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=invitations.mask(to)),
-                              f"api:{key.id}")
-    return web.json_response({"sent": channel, "to": invitations.mask(to)})
+    channel, masked = await invitations.send_link(settings, session, links["customer_url"], email=body.email,
+                                                  phone=body.phone)
+    await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=masked), f"api:{key.id}")
+    return web.json_response({"sent": channel, "to": masked})
 
 
 @routes.get("/api/v1/sessions/{session_id}/snapshots")

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, web
 
-from visassist import admin, api, pages, signin, tasks
+from visassist import admin, api, home, pages, records, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -46,8 +46,9 @@ _HTTP_CODES = {400: ApiErrorCode.BAD_REQUEST, 401: ApiErrorCode.UNAUTHORIZED, 40
 
 
 def _is_api(request: web.Request) -> bool:
-    """JSON errors for the API and for the pages' own calls (uploads); pages for people otherwise."""
-    return request.path.startswith("/api/") or request.method not in ("GET", "HEAD")
+    """JSON errors for the API and for the pages' own calls (uploads, the home board); pages for people
+    otherwise."""
+    return request.path.startswith(("/api/", "/home/")) or request.method not in ("GET", "HEAD")
 
 
 def _json_error(status: int, code: ApiErrorCode, message: str, details: object = None) -> web.Response:
@@ -203,6 +204,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     app.add_routes(pages.routes)
     app.add_routes(signin.routes)
     app.add_routes(admin.routes)
+    app.add_routes(records.routes)
+    app.add_routes(home.routes)
+    home.setup(app, ctx)
     app.router.add_get("/ws", signalling.handle)
     # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
     app.router.add_static(pages.STATIC_PREFIX, pages.ROOT / "static", append_version=False)

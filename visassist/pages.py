@@ -101,7 +101,10 @@ def _refuse_closed(request: web.Request, session: Session, role: Role) -> None:
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    return render("index.html")
+    """Staff who are signed in get their home (visassist/home.py); anyone else the front page."""
+    from visassist.home import signed_in_home
+
+    return await signed_in_home(request) or render("index.html")
 
 
 def _describe(field: dict[str, Any]) -> str:

@@ -53,9 +53,9 @@ from visassist.schemas import (
     SnapshotOut,
     api_folder,
 )
-from visassist.store.base import SessionStore
+from visassist.store.base import Erasure, SessionStore, StaffViews
 from visassist.tasks import finish
-from visassist.tokens import digest, link_token, new_id
+from visassist.tokens import digest, link_token, new_id, ticket_digest
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,12 @@ class LiveRooms(Protocol):
     async def stop_recording(self, session_id: str) -> None: ...
 
 
+class ServiceStore(SessionStore, StaffViews, Protocol):
+    """The sessions, and the marks erasures leave."""
+
+
 class SessionService:
-    def __init__(self, settings: Settings, store: SessionStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
+    def __init__(self, settings: Settings, store: ServiceStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
                  link_key: bytes, clock: Callable[[], datetime] = utcnow) -> None:
         self.link_key = link_key
         self.settings = settings
@@ -275,8 +279,13 @@ class SessionService:
         await self.bus.publish(*events)
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
+        # The ticket's page says what went (visassist/records.py), without linking the figures back.
+        await self.store.record_erasure(Erasure(ticket_digest(self.link_key, ticket_id), now, actor, counts))
         log.info("ticket %s erased: %s", ticket_id, counts)
         return counts
+
+    async def erasures(self, ticket_id: str) -> list[Erasure]:
+        return await self.store.erasures(ticket_digest(self.link_key, ticket_id))
 
     async def purge(self) -> dict[str, int]:
         """The scheduled retention purge; logs what it removed."""

@@ -8,24 +8,34 @@ from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from visassist.store.base import AccountStore, ApiKeyStore, AuditLog, OutboxStore, SessionStore, Store
+from visassist.store.base import (
+    AccountStore,
+    ApiKeyStore,
+    AuditLog,
+    OutboxStore,
+    SessionStore,
+    StaffViews,
+    Store,
+)
 from visassist.store.sqlite.accounts import SqliteAccounts
 from visassist.store.sqlite.api_keys import SqliteApiKeys
 from visassist.store.sqlite.audit import SqliteAudit
 from visassist.store.sqlite.database import MIGRATIONS, Database
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
+from visassist.store.sqlite.staff import SqliteStaffViews
 
 __all__ = ["MIGRATIONS", "Database", "SqliteStore"]
 
 
-class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+class SqliteStore(SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteStaffViews):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
     def __init__(self, path: Path) -> None:
         database = Database(path)
-        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit):
+        for part in (SqliteSessions, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit,
+                     SqliteStaffViews):
             part.__init__(self, database)
 
     @property
@@ -49,4 +59,5 @@ if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these
     _accounts: type[AccountStore] = SqliteAccounts
     _api_keys: type[ApiKeyStore] = SqliteApiKeys
     _audit: type[AuditLog] = SqliteAudit
+    _staff: type[StaffViews] = SqliteStaffViews
     _store: type[Store] = SqliteStore

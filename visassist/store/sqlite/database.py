@@ -203,6 +203,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN outbox_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_outbox ON events (seq) WHERE outbox_pending = 1;
     """,
+    # Staff pages: analytics and the home board read sessions by when they were created or ended; an
+    # erased ticket's page says what was erased, by a keyed digest of its id (the sessions' figures
+    # stay unlinked from it).
+    """
+    CREATE INDEX sessions_created ON sessions (created_at);
+    CREATE INDEX sessions_ended ON sessions (ended_at);
+    CREATE TABLE ticket_erasures (
+        ticket_digest TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        counts TEXT NOT NULL
+    );
+    CREATE INDEX ticket_erasures_digest ON ticket_erasures (ticket_digest);
+    """,
 ]
 
 
