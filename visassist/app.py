@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, web
 
-from visassist import admin, api, home, pages, records, signin, tasks
+from visassist import admin, api, home, insights, pages, records, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -206,6 +206,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     app.add_routes(admin.routes)
     app.add_routes(records.routes)
     app.add_routes(home.routes)
+    app.add_routes(insights.routes)
     home.setup(app, ctx)
     app.router.add_get("/ws", signalling.handle)
     # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
