@@ -96,8 +96,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response = await handler(request)
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Links carry tokens: never leak them to another site through the Referer header.
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Links carry tokens: never leak them through the Referer header. Elsewhere same-origin: it still
+    # tells no other site anything, and lets the browser send the Origin of our own forms (under
+    # no-referrer a form's POST says `Origin: null`, which the CSRF check refuses).
+    headers.setdefault("Referrer-Policy", "no-referrer" if request.path.startswith(("/s/", "/a/"))
+                       else "same-origin")
     if request.path.startswith(pages.STATIC_PREFIX + "/") and response.status == 200:
         headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
     if response.content_type == "text/html":
