@@ -47,7 +47,7 @@ CAUSES: tuple[tuple[str, str], ...] = (
     ("camera_refused", "Camera refused"), ("no_camera", "No camera"),
     ("unsupported_browser", "Unsupported browser"), ("camera_busy", "Camera busy or failed"),
     ("ice_failure", "ICE failure (media never connected)"), ("expired_unused", "Expired unused"),
-    ("gave_up", "Ended before the camera"))
+    ("gave_up", "Left before the camera"))
 _FAILURE_CAUSE = {"refused": "camera_refused", "no_camera": "no_camera",
                   "unsupported_browser": "unsupported_browser", "insecure": "unsupported_browser",
                   "busy": "camera_busy", "failed": "camera_busy"}

@@ -44,13 +44,14 @@ class SessionRecord:
     rating: Rating | None
     lines: list[tuple[Event, str]] = field(default_factory=list)  # the timeline as sentences
     chat: list[Event] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
         return self.session.status.value
 
     def who(self, participant_id: str) -> str:
-        return Narrator(self.participants).who(participant_id)
+        return Narrator(self.participants, self.users).who(participant_id)
 
 
 @dataclass
@@ -73,16 +74,17 @@ async def read_record(request: web.Request, ticket_id: str) -> tuple[WebSession,
     if not sessions and not erasures:
         raise NotFound(ApiErrorCode.TICKET_NOT_FOUND, f"no sessions for ticket {ticket_id}")
     records = []
+    users = {u.id: u.name for u in await ctx.store.users()}
     for session in sessions:
         participants = await ctx.store.participants(session.id)
         events = await ctx.store.events(session.id)
-        narrator = Narrator(participants)
+        narrator = Narrator(participants, users)
         records.append(SessionRecord(
             session=session, participants=participants, events=events,
             snapshots=await ctx.store.snapshots(session.id),
             recordings=await ctx.store.recordings(session.id),
             rating=await ctx.store.rating(session.id), lines=[(e, narrator.sentence(e)) for e in events],
-            chat=[e for e in events if isinstance(e.data, ChatMessage)]))
+            chat=[e for e in events if isinstance(e.data, ChatMessage)], users=users))
     took_part = any(p.user_id == signed_in.user.id for r in records for p in r.participants)
     if sessions and UserRole(signed_in.user.role) not in OVERSEERS and not took_part:
         raise Forbidden(ApiErrorCode.NOT_YOUR_TICKET, "this ticket's record is for the staff who took part "

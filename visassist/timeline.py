@@ -68,12 +68,15 @@ def _plural(count: int, one: str) -> str:
 class Narrator:
     """Names people by the session's participants; an id it does not know is named by its role."""
 
-    def __init__(self, participants: list[Participant]) -> None:
+    def __init__(self, participants: list[Participant], users: dict[str, str] | None = None) -> None:
         self.people = {p.id: p for p in participants}
+        self.users = users or {}  # user id -> name: staff links bound to a person are named by them
 
     def who(self, actor: str, role: str | None = None) -> str:
         person = self.people.get(actor)
         if person is not None:
+            if person.user_id in self.users:
+                return self.users[person.user_id]
             return person.name if person.name != person.role.value else person.role.value.capitalize()
         if actor.startswith("api"):
             return "The ticket system"

@@ -12,7 +12,7 @@ function base() {
     backgroundColor: "transparent",
     color: COLOURS,
     textStyle: { color: TEXT, fontFamily: "system-ui, sans-serif" },
-    grid: { left: 8, right: 48, top: 8, bottom: 8, containLabel: true },
+    grid: { left: 28, right: 72, top: 24, bottom: 8, containLabel: true },
     tooltip: { trigger: "item", confine: true },
     animation: !window.matchMedia("(prefers-reduced-motion: reduce)").matches,
   };
@@ -22,6 +22,7 @@ function mount(element, option) {
   const chart = echarts.init(element, null, { renderer: "canvas" });
   chart.setOption({ ...base(), ...option });
   new ResizeObserver(() => chart.resize()).observe(element);
+  document.fonts?.ready.then(() => chart.resize()); // labels measured again in the page's own font
   return chart;
 }
 
