@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,7 +49,7 @@ async def test_the_record_reads_as_sentences_with_the_gallery_and_transcript(
     assert page.status == 200
     for sentence in ("created the session for a Tier 2 agent",
                      "Ana wrote in the chat: “The light blinks red”", "ended the session as resolved",
-                     "stored a snapshot of a photo from the phone"):
+                     "phone sent a full-resolution photo"):
         assert sentence in html
     assert "Reseated the cable" in html and "The light blinks red" in html
     assert "session.created" not in html, "sentences, not event codes"
@@ -151,3 +152,34 @@ async def test_every_event_reads_as_a_sentence_naming_people() -> None:
     assert narrator.sentence(refused) == ("Ana could not start the camera: the camera was refused "
                                           "(NotAllowedError).")
     assert len(EVENT_DATA) >= 28
+
+
+async def test_the_recording_plays_from_the_record_and_goes_in_the_zip(
+        client: TestClient, create_session: Create, auth: dict[str, str]) -> None:
+    from datetime import timedelta
+
+    from visassist.models import Recording
+
+    created = await create_session(record=True)
+    ctx = client.app[AppContext.KEY]
+    session = await ctx.sessions.get(created["id"])
+    key, path = ctx.sessions.recording_path(session)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x1aE\xdf\xa3" + bytes(range(256)) * 40)  # a WebM's magic, then its bytes
+    started = ctx.sessions.clock()
+    await ctx.store.add_recording(Recording(
+        id=key.split("/")[3], session_id=session.id, ticket_id=session.ticket_id, started_at=started,
+        ended_at=started + timedelta(seconds=42), duration_seconds=42.0, size_bytes=path.stat().st_size,
+        width=1280, height=720, key=key))
+    await add_user(client, "lead@support.test", "supervisor")
+    await sign_in(client, "lead@support.test")
+
+    html = await (await client.get("/tickets/ZD-1042")).text()
+    player = re.search(r'<video controls preload="metadata" src="([^"]+)"', html)
+    assert player is not None and "42 s" in html
+    part = await client.get(player.group(1), headers={"Range": "bytes=0-3"})
+    assert part.status == 206 and await part.read() == b"\x1aE\xdf\xa3", "the player can seek"
+
+    archive = zipfile.ZipFile(io.BytesIO(await (await client.get("/tickets/ZD-1042/export.zip")).read()))
+    [recording] = json.loads(archive.read("record.json"))["sessions"][0]["recordings"]
+    assert archive.read(recording["file"]) == path.read_bytes()

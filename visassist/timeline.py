@@ -122,6 +122,13 @@ def _purged(n: Narrator, e: Event, d: Any) -> str:
     return f"The retention policy removed {' and '.join(parts) or 'old media'}."
 
 
+def _snapshot(n: Narrator, e: Event, d: Any) -> str:
+    if d.source.value == "device_photo":
+        return f"{n.who(e.actor)}'s phone sent a full-resolution photo ({d.width}x{d.height})."
+    return (f"{n.who(e.actor)} stored a snapshot of {SOURCES[d.source.value]} ({d.width}x{d.height}, "
+            f"{_plural(d.shapes, 'drawn shape')}).")
+
+
 def _camera(n: Narrator, e: Event, d: Any) -> str:
     changes = [f"{name} {value}" for name, value in (("facing", d.facing), ("torch", d.torch),
                                                      ("zoom", d.zoom)) if value is not None]
@@ -134,7 +141,7 @@ _SENTENCES: dict[type[EventData], Callable[[Narrator, Event, Any], str]] = {
     SessionExpired: lambda n, e, d: "The session expired: its time ran out before anyone ended it.",
     SessionRevoked: lambda n, e, d: f"{n.who(e.actor)} withdrew the links.",
     SessionRated: lambda n, e, d: f"The customer rated the session {d.rating} out of 5"
-                                  + (f": “{d.comment}”." if d.comment else "."),
+                                  + (f": “{d.comment}”" if d.comment else "."),
     SessionHandover: lambda n, e, d: f"{n.who(d.from_ or '', 'agent')} handed the lead to "
                                      f"{n.who(d.to, d.role.value)} ({d.role.value}).",
     ParticipantInvited: lambda n, e, d: f"{n.who(e.actor)} invited {d.name or 'a ' + d.role.value} "
@@ -147,7 +154,7 @@ _SENTENCES: dict[type[EventData], Callable[[Narrator, Event, Any], str]] = {
     InvitationSent: lambda n, e, d: f"The customer's link was sent by "
                                     f"{'e-mail' if d.channel == 'email' else 'SMS'} to {d.to}.",
     ChatMessage: lambda n, e, d: f"{n.who(d.participant_id, d.role.value)} wrote in the chat"
-                                 + (f": “{d.text}”" if d.text else "") + ".",
+                                 + (f": “{d.text}”" if d.text else "."),
     AudioChanged: lambda n, e, d: f"{n.who(d.participant_id, d.role.value)} turned their microphone "
                                   f"{'off' if d.muted else 'on'}.",
     MediaStarted: lambda n, e, d: f"Video from {SOURCES[d.source.value]} started reaching the server "
@@ -159,8 +166,7 @@ _SENTENCES: dict[type[EventData], Callable[[Narrator, Event, Any], str]] = {
                                     "quality.",
     CameraChanged: _camera,
     PhotoRequested: lambda n, e, d: f"{n.who(e.actor)} asked the phone for a full-resolution photo.",
-    SnapshotCaptured: lambda n, e, d: f"{n.who(e.actor)} stored a snapshot of {SOURCES[d.source.value]} "
-                                      f"({d.width}x{d.height}, {_plural(d.shapes, 'drawn shape')}).",
+    SnapshotCaptured: _snapshot,
     SnapshotAnnotated: lambda n, e, d: f"{n.who(e.actor)} drew on a snapshot again "
                                        f"({_plural(d.shapes, 'shape')}).",
     RecordingStarted: lambda n, e, d: "Recording started.",
