@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.utils import token_of
+from visassist.context import AppContext
 
 
 async def test_pages_use_versioned_static_files_cached_for_good(
@@ -26,3 +27,17 @@ async def test_pages_use_versioned_static_files_cached_for_good(
     assert imported.status == 200
     stale = await client.get("/static/js/pages/customer.js")
     assert stale.status == 200 and "immutable" not in stale.headers.get("Cache-Control", "")
+
+
+async def test_opening_the_link_is_in_the_timeline_but_a_link_preview_is_not(
+    client: TestClient, create_session: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    session = await create_session()
+    path = f"/s/{token_of(session['customer_url'])}"
+    await client.get(path, headers={"User-Agent": "WhatsApp/2.23.20.0 A"})
+    await client.get(path, headers={"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) "
+                                                  "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
+                                                  "Mobile/15E148 Safari/604.1"})
+    events = await client.app[AppContext.KEY].store.events(session["id"])
+    opened = [e.data.public() for e in events if e.type.value == "link.opened"]
+    assert opened == [{"browser": "Mobile Safari 18", "os": "iOS 18", "mobile": True}]

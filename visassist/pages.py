@@ -156,10 +156,12 @@ async def customer_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.CUSTOMER)
     _refuse_closed(request, session, Role.CUSTOMER)
     _refuse_when_full(request, session)
-    # The join funnel's first step, recorded as the page is served: it needs no script to run.
+    # The join funnel's first step, recorded as the page is served: it needs no script to run. A
+    # messaging app fetching the link for its preview card is not the customer opening it.
     seen = browser(request.headers.get("User-Agent", ""))
-    await request.app[AppContext.KEY].sessions.record(
-        session.id, LinkOpened(browser=seen.name, os=seen.os, mobile=seen.mobile), participant.id)
+    if not seen.robot:
+        await request.app[AppContext.KEY].sessions.record(
+            session.id, LinkOpened(browser=seen.name, os=seen.os, mobile=seen.mobile), participant.id)
     return render("customer.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 
