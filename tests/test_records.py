@@ -54,6 +54,11 @@ async def test_the_record_reads_as_sentences_with_the_gallery_and_transcript(
     assert "Reseated the cable" in html and "The light blinks red" in html
     assert "session.created" not in html, "sentences, not event codes"
     assert 'href="/tickets/ZD-1042/export.zip"' in html
+    # The API points at the page too, for the help desk to show beside the ticket.
+    ticket = await (await client.get("/api/v1/tickets/ZD-1042", headers=auth)).json()
+    assert ticket["record_url"] == f"{str(client.make_url('')).rstrip('/')}/tickets/ZD-1042"
+    single = await (await client.get(f"/api/v1/sessions/{created['id']}", headers=auth)).json()
+    assert single["record_url"] == ticket["record_url"]
 
     snapshot = (await (await client.get(f"/api/v1/sessions/{created['id']}/snapshots", headers=auth)).json()
                 )["snapshots"][0]

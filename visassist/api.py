@@ -31,6 +31,7 @@ from visassist.schemas import (
 from visassist.sessions import closed_error
 from visassist.store.base import IdempotencyConflict
 from visassist.tokens import API_KEY_PREFIX, digest
+from visassist.webhooks import record_url
 
 routes = web.RouteTableDef()
 
@@ -113,6 +114,7 @@ async def create_session(request: web.Request) -> web.Response:
         session = replayed
     view = await ctx.sessions.describe(session)
     view.update(await ctx.sessions.links(session, public_base(request)))
+    view["record_url"] = record_url(public_base(request), session.ticket_id)
     headers = {"Location": f"/api/v1/sessions/{session.id}"}
     if replayed is not None:
         headers["Idempotent-Replayed"] = "true"
@@ -193,6 +195,7 @@ async def get_session(request: web.Request) -> web.Response:
         return web.Response(status=304, headers={"ETag": etag})
     view = await ctx.sessions.describe(session, snapshots=True)
     view.update(await ctx.sessions.links(session, public_base(request)))
+    view["record_url"] = record_url(public_base(request), session.ticket_id)
     return web.json_response(view, headers={"ETag": etag})
 
 
@@ -333,7 +336,8 @@ async def get_ticket(request: web.Request) -> web.Response:
     described: list[dict[str, Any]] = [
         await ctx.sessions.describe(s, snapshots=True) for s in sessions
     ]
-    return web.json_response({"ticket_id": ticket_id, "sessions": described})
+    page = record_url(public_base(request), ticket_id)
+    return web.json_response({"ticket_id": ticket_id, "record_url": page, "sessions": described})
 
 
 @routes.get("/api/v1/openapi.json")

@@ -241,6 +241,7 @@ class SessionOut(SessionSummaryOut):
     recordings: list[RecordingOut]
     customer_url: str | None = None
     agent_url: str | None = None
+    record_url: str | None = None  # the ticket's record page, for signed-in staff
     rating: RatingOut | None = None
 
 
@@ -255,6 +256,7 @@ class SnapshotListOut(_Out):
 
 class TicketOut(_Out):
     ticket_id: str
+    record_url: str  # the same record as a page for signed-in staff (timeline, gallery, ZIP)
     sessions: list[SessionOut]
 
 
