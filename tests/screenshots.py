@@ -208,6 +208,9 @@ async def main(out: Path) -> None:
             await page.wait_for_load_state("networkidle")
             await page.screenshot(path=out / "ticket-record.png")
             await page.screenshot(path=out / "ticket-record-full.png", full_page=True)
+            await page.emulate_media(media="print")
+            await page.screenshot(path=out / "ticket-record-print.png", full_page=True)
+            await page.emulate_media(media="screen")
             await page.goto(f"{base}/analytics")
             await page.wait_for_load_state("networkidle")
             await page.wait_for_timeout(1500)  # the charts' first animation
