@@ -49,6 +49,15 @@ async def test_a_new_session_by_hand_shows_its_link_and_qr_code(client: TestClie
     customer = await client.get(url.group(1).split(str(client.make_url("")).rstrip("/"))[-1])
     assert customer.status == 200, "the link shown opens the customer's page"
 
+    assert 'data-testid="open-console"' in page, "the console link for the person who made the session"
+    await add_user(client, "kim@support.test", "agent")
+    await sign_in(client, "kim@support.test")
+    colleague = await (await client.get(link_page)).text()
+    assert url.group(1) in colleague and 'data-testid="open-console"' not in colleague, \
+        "a colleague sees the customer's link but cannot take the console (it binds to its first opener)"
+    await sign_in(client, "sam@support.test")
+    csrf = csrf_of(await (await client.get("/")).text())
+
     refused = await client.post(f"/sessions/{session_id}/send",
                                 data={"csrf": csrf, "address": "bea@example.com"})
     assert refused.status == 422 and "not configured" in await refused.text()

@@ -209,13 +209,20 @@ async def _link_page(request: web.Request, signed_in: WebSession, session_id: st
     session = await ctx.sessions.get(session_id)
     links = await ctx.sessions.links(session, public_base(request))
     customer_url = links.get("customer_url")
+    # The console link binds to whoever opens it first: offer it to the person it is (or will be)
+    # theirs, never to a colleague who would take the session from the agent the help desk chose.
+    agent = next((p for p in await ctx.store.participants(session.id) if p.role is Role.AGENT), None)
+    events = await ctx.store.events(session.id)
+    created_by_me = bool(events) and events[0].actor == f"user:{signed_in.user.email}"
+    mine = agent is not None and (agent.user_id == signed_in.user.id
+                                  or (agent.user_id is None and created_by_me))
     qr = None
     if customer_url is not None:
         svg = segno.make(customer_url, error="m").svg_inline(scale=5, border=2, omitsize=False)
         qr = Markup(svg.replace("<svg ", '<svg role="img" aria-label="QR code of the customer\'s link" ', 1))
     return render("staff/session_link.html", status=status, page="home", user=signed_in.user,
                   csrf=signed_in.csrf, session=session, customer_url=customer_url,
-                  agent_path=urlparse(links["agent_url"]).path if "agent_url" in links else None,
+                  agent_path=urlparse(links["agent_url"]).path if "agent_url" in links and mine else None,
                   qr=qr, sent=sent, error=error, record_url=record_path(session.ticket_id),
                   email_on=bool(ctx.settings.smtp_host), sms_on=bool(ctx.settings.sms_url))
 
