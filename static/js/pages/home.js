@@ -91,6 +91,10 @@ function ticking(td, from) {
 
 function render() {
   if (!board) return;
+  // Rows are rebuilt on every change: keep the keyboard focus on the same control of the same session.
+  const focused = document.activeElement;
+  const focusRow = focused?.closest("tr[data-session-id]")?.dataset.sessionId;
+  const focusLabel = focused?.getAttribute("aria-label") ?? focused?.textContent;
   fill("live", board.live, (row, s) => {
     cell(row, ticket(s));
     cell(row, s.customer);
@@ -117,6 +121,11 @@ function render() {
       .setAttribute("aria-label", s.rating ? `${s.rating} out of 5` : "not rated");
   }, "No sessions ended today yet.");
   localTimes();
+  if (focusRow) {
+    const again = [...document.querySelectorAll(`tr[data-session-id="${focusRow}"] a, tr[data-session-id="${focusRow}"] button`)]
+      .find((el) => (el.getAttribute("aria-label") ?? el.textContent) === focusLabel);
+    again?.focus();
+  }
 }
 
 const stream = new EventSource("/home/events");
