@@ -31,6 +31,7 @@ routes = web.RouteTableDef()
 
 KEEPALIVE_SECONDS = 15.0
 SETTLE_SECONDS = 0.15  # events come in bursts (a join writes several): one update for the burst
+ENDED_SHOWN = 50
 TTL_CHOICES = {"3600": "1 hour", "14400": "4 hours", "86400": "1 day"}
 
 
@@ -113,7 +114,8 @@ async def board(ctx: AppContext, signed_in: WebSession) -> dict[str, Any]:
     rows = [await row(s) for s in open_sessions]
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ended = []
-    for session in await ctx.store.sessions_ended_between(start, now + timedelta(seconds=1)):
+    # The latest ones: the board is rebuilt on every event, so it stays small on a busy day.
+    for session in (await ctx.store.sessions_ended_between(start, now + timedelta(seconds=1)))[:ENDED_SHOWN]:
         entry = await row(session)
         rating = await ctx.store.rating(session.id)
         entry["rating"] = None if rating is None else rating.rating
