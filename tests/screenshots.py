@@ -139,9 +139,9 @@ async def main(out: Path) -> None:
             clock.advance(seconds=rng.uniform(5, 40))
             await ctx.sessions.joined(session, customer, False)
             if fate in ("refused", "no_camera", "browser"):
-                reason = {"refused": "refused", "no_camera": "no_camera",
-                          "browser": "unsupported_browser"}[fate]
-                error = "NotAllowedError" if fate == "refused" else None
+                reason = {"refused": "refused", "no_camera": "missing", "browser": "unsupported"}[fate]
+                error = {"refused": "NotAllowedError", "no_camera": "NotFoundError",
+                         "browser": "UnsupportedBrowser"}[fate]
                 await ctx.sessions.record(session.id, CameraFailed(reason=reason, error=error), customer.id)
                 clock.advance(seconds=rng.uniform(60, 200))
                 await ctx.sessions.end(session.id, Outcome.TECHNICAL_FAILURE if fate != "refused"

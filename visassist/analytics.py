@@ -48,9 +48,8 @@ CAUSES: tuple[tuple[str, str], ...] = (
     ("unsupported_browser", "Unsupported browser"), ("camera_busy", "Camera busy or failed"),
     ("ice_failure", "ICE failure (media never connected)"), ("expired_unused", "Expired unused"),
     ("gave_up", "Left before the camera"))
-_FAILURE_CAUSE = {"refused": "camera_refused", "no_camera": "no_camera",
-                  "unsupported_browser": "unsupported_browser", "insecure": "unsupported_browser",
-                  "busy": "camera_busy", "failed": "camera_busy"}
+_FAILURE_CAUSE = {"refused": "camera_refused", "missing": "no_camera", "unsupported": "unsupported_browser",
+                  "insecure": "unsupported_browser", "busy": "camera_busy", "other": "camera_busy"}
 NO_ACCOUNT = "No agent account"
 
 

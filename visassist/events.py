@@ -213,7 +213,7 @@ class LinkOpened(EventData):
     mobile: bool = False
 
 
-CameraFailure = Literal["refused", "no_camera", "busy", "unsupported_browser", "insecure", "failed"]
+CameraFailure = Literal["refused", "missing", "busy", "insecure", "unsupported", "other"]
 
 
 @_event
@@ -225,10 +225,11 @@ class CameraAllowed(EventData):
 @_event
 class CameraFailed(EventData):
     type = EventType.CAMERA_FAILED
-    summary = ("the customer's camera did not start, and why: refused, no camera, busy, a browser "
-               "without video calls, a page not served over HTTPS, or another failure")
+    summary = ("the customer's camera did not start, as their page reported: `refused` (blocked by the "
+               "person or the browser), `missing`, `busy` (another app has it), `insecure` (not HTTPS), "
+               "`unsupported` (a browser without video calls)")
     reason: CameraFailure
-    error: str | None = None  # the browser's own name for it (NotAllowedError ...)
+    error: str  # the browser's own name for it, e.g. NotAllowedError
 
 
 @_event

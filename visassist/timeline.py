@@ -42,10 +42,10 @@ from visassist.models import Participant
 
 SOURCES = {"camera": "the camera", "screen": "the shared screen", "staff_screen": "a staff screen",
            "device_photo": "a photo from the phone"}
-FAILURES = {"refused": "the camera was refused", "no_camera": "no camera was found",
+FAILURES = {"refused": "the camera was refused", "missing": "no camera was found",
             "busy": "the camera was busy in another app",
-            "unsupported_browser": "the browser cannot make video calls",
-            "insecure": "the page was not served over HTTPS", "failed": "the camera did not start"}
+            "unsupported": "the browser cannot make video calls",
+            "insecure": "the page was not served over HTTPS", "other": "the camera did not start"}
 LEFT = {"disconnected": "disconnected", "replaced": "opened the link somewhere else",
         "ended": "left as the session ended", "revoked": "was disconnected as the links were withdrawn",
         "expired": "left as the session expired"}

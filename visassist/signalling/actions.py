@@ -15,14 +15,14 @@ from visassist.annotations import shapes_adapter
 from visassist.context import AppContext
 from visassist.events import (
     AudioChanged,
-    CameraAllowed,
     CameraChanged,
-    CameraFailed,
     MediaFrozen,
     MediaUnfrozen,
     QualityChanged,
     SessionHandover,
 )
+from visassist.events import CameraAllowed as CameraStarted
+from visassist.events import CameraFailed as CameraFailure
 from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
 from visassist.media.feed import FeedTrack
@@ -34,9 +34,10 @@ from visassist.signalling.protocol import (
     Annotations,
     AnnotationsOut,
     Answer,
-    CameraAccess,
+    CameraAllowed,
     CameraControl,
     CameraControlOut,
+    CameraFailed,
     CameraState,
     CameraStateOut,
     Chat,
@@ -352,12 +353,17 @@ async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) ->
     await joined.room.broadcast(CameraStateOut(state=state), STAFF)
 
 
-@action(CameraAccess, CUSTOMER, "report the camera's start")
-async def camera_access(ctx: AppContext, joined: Joined, message: CameraAccess) -> None:
-    """A step of the join funnel, in the timeline: the camera started, or why it did not."""
-    data = CameraAllowed() if message.result == "allowed" else CameraFailed(reason=message.result,
-                                                                            error=message.error)
-    await ctx.sessions.record(joined.session.id, data, joined.participant.id)
+@action(CameraAllowed, CUSTOMER, "report the camera")
+async def camera_allowed(ctx: AppContext, joined: Joined, message: CameraAllowed) -> None:
+    # A step of the join funnel (visassist/analytics.py), in the timeline.
+    await ctx.sessions.record(joined.session.id, CameraStarted(), joined.participant.id)
+
+
+@action(CameraFailed, CUSTOMER, "report the camera")
+async def camera_failed(ctx: AppContext, joined: Joined, message: CameraFailed) -> None:
+    # In the timeline: the agent's record shows why no picture came, and analytics why customers stop.
+    await ctx.sessions.record(joined.session.id, CameraFailure(reason=message.reason, error=message.error),
+                              joined.participant.id)
 
 
 def poor_reasons(report: QualityReport) -> list[str]:

@@ -181,12 +181,18 @@ class CameraState(_Message):
     error: Annotated[str, Field(max_length=300)] | None = None
 
 
-class CameraAccess(_Message):
-    """Customer: how starting the camera went (the join funnel): allowed, or why not."""
+class CameraFailed(_Message):
+    """Customer: the camera did not start, and why (the page tells the person what to do)."""
 
-    type: Literal["camera.access"]
-    result: Literal["allowed", "refused", "no_camera", "busy", "unsupported_browser", "insecure", "failed"]
-    error: Annotated[str, Field(max_length=64)] | None = None  # the browser's name for the failure
+    type: Literal["camera.failed"]
+    reason: Literal["refused", "missing", "busy", "insecure", "unsupported", "other"]
+    error: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+
+
+class CameraAllowed(_Message):
+    """Customer: the camera started (a step of the join funnel)."""
+
+    type: Literal["camera.allowed"]
 
 
 class QualityReport(_Message):
@@ -233,7 +239,8 @@ class Handover(_Message):
 
 ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
-                     | CameraAccess | QualityReport | RequestQuality | Mute | Invite | Handover)
+                     | CameraFailed | CameraAllowed | QualityReport | RequestQuality | Mute | Invite
+                     | Handover)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 

@@ -122,18 +122,20 @@ function explainCameraError(error) {
   }
 }
 
-// How starting the camera went, for the timeline (the join funnel). The camera can answer before the
-// socket is welcomed, so reports wait for it.
-const CAMERA_RESULTS = {
-  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "no_camera",
-  OverconstrainedError: "no_camera", NotReadableError: "busy", AbortError: "busy",
-  UnsupportedBrowser: "unsupported_browser", InsecureContext: "insecure",
+// How starting the camera went, for the timeline (the join funnel): camera.allowed, or camera.failed
+// with the protocol's reason from the browser's error name. The camera can answer before the socket is
+// welcomed, so reports wait for it.
+const CAMERA_FAILURES = {
+  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "missing",
+  OverconstrainedError: "missing", NotReadableError: "busy", AbortError: "busy",
+  UnsupportedBrowser: "unsupported", InsecureContext: "insecure",
 };
 const cameraReports = [];
 function reportCameraAccess(error = null) {
   cameraReports.push(error
-    ? { type: ClientMessage.CAMERA_ACCESS, result: CAMERA_RESULTS[error.name] ?? "failed", error: String(error.name).slice(0, 64) }
-    : { type: ClientMessage.CAMERA_ACCESS, result: "allowed" });
+    ? { type: ClientMessage.CAMERA_FAILED, reason: CAMERA_FAILURES[error.name] ?? "other",
+      error: (String(error.name).replace(/[^A-Za-z]/g, "") || "Error").slice(0, 64) }
+    : { type: ClientMessage.CAMERA_ALLOWED });
   sendCameraReports();
 }
 function sendCameraReports() {
