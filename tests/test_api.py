@@ -198,6 +198,8 @@ async def test_pages_have_security_headers(client: TestClient, create_session: C
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["Cache-Control"] == "no-store"
+    # Staff pages hold no tokens in their addresses: same-origin, so their forms' POSTs carry an Origin.
+    assert (await client.get("/login")).headers["Referrer-Policy"] == "same-origin"
 
 
 async def test_pages_render_for_a_session_without_customer_details(

@@ -115,3 +115,39 @@ async def test_unconfigured_or_failing_channels_say_so(aiohttp_client: ClientFac
     down = await client2.post(f"/api/v1/sessions/{session2['id']}/invitations",
                               json={"email": "ana@example.test"}, headers=auth2)
     assert down.status == 502 and (await down.json())["error"]["code"] == "invitation_failed"
+
+
+async def test_the_link_page_sends_the_customer_their_link(
+        aiohttp_client: ClientFactory, settings: Settings, smtp: tuple[Inbox, int],
+        sms_relay: tuple[list[dict[str, Any]], str]) -> None:
+    from tests.test_accounts import add_user, csrf_of, sign_in
+    from visassist.context import AppContext
+
+    inbox, port = smtp
+    texts, relay_url = sms_relay
+    settings = replace(settings, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+                       smtp_from="support@acme.test", sms_url=relay_url, sms_token="relay-token")
+    client, _ = await start_app(aiohttp_client, settings)
+    await add_user(client, "sam@support.test", "agent")
+    await sign_in(client, "sam@support.test")
+    csrf = csrf_of(await (await client.get("/")).text())
+    made = await client.post("/sessions/new", data={"csrf": csrf, "ticket_id": "ZD-55", "tier": "2",
+                                                    "customer_name": "Ana"}, allow_redirects=False)
+    link_page = made.headers["Location"]
+    page = await (await client.get(link_page)).text()
+    assert "Send by e-mail or SMS" in page
+    customer_url = page.split('id="customer-url" readonly value="')[1].split('"')[0]
+    send = link_page.replace("/link", "/send")
+
+    mailed = await client.post(send, data={"csrf": csrf, "address": "ana@example.test"})
+    assert mailed.status == 200 and "Sent by e-mail to a***@example.test" in await mailed.text()
+    [mail] = inbox.messages
+    assert customer_url in mail.get_payload(decode=True).decode()
+    texted = await client.post(send, data={"csrf": csrf, "address": "+44 7700 900123"})
+    assert "Sent by SMS to" in await texted.text() and customer_url in texts[0]["text"]
+    wrong = await client.post(send, data={"csrf": csrf, "address": "not an address"})
+    assert wrong.status == 400 and "country code" in await wrong.text()
+
+    events = await client.app[AppContext.KEY].store.events(link_page.split("/")[2])
+    sent = [(e.actor, e.data.public()["channel"]) for e in events if e.type.value == "invitation.sent"]
+    assert sent == [("user:sam@support.test", "email"), ("user:sam@support.test", "sms")]

@@ -20,7 +20,7 @@ from visassist.signalling.protocol import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-JS = (ROOT / "static/js/protocol.js").read_text()
+JS = (ROOT / "static/js/lib/protocol.js").read_text()
 DOC = (ROOT / "docs/protocol.md").read_text()
 
 

@@ -664,3 +664,44 @@ async def test_a_silent_nodes_sessions_move_once_to_a_live_node(store: Store) ->
     await store.heartbeat("b", 0, much_later)
     moved = await store.fail_over(much_later - timedelta(seconds=5), much_later)
     assert [e.data for e in moved] == [SessionMoved(from_node="a", to_node="b")] * 2
+
+
+# Staff views: the home board, analytics, erasure marks
+
+
+async def test_session_facts_hold_each_sessions_funnel_rating_and_agent(store: Store) -> None:
+    from visassist.events import CameraAllowed, LinkOpened
+
+    before, _ = await _create(store, "ZD-OLD", at=T0 - timedelta(days=2))
+    first, people = await _create(store, "ZD-1", at=T0)
+    second, _ = await _create(store, "ZD-2", at=T0 + timedelta(hours=1))
+    await store.create_user("usr_9", "sam@example.com", "Sam Agent", "agent", "hash", "cli")
+    await store.bind_participant(people[1].id, "usr_9")
+    await store.append_event(first.id, LinkOpened(browser="Chrome 120"), people[0].id, T0)
+    await store.append_event(first.id, CameraAllowed(), people[0].id, T0)
+    await store.append_event(first.id, _chat(people[0], "not a fact"), people[0].id, T0)
+    await store.end_session(first.id, Outcome.RESOLVED, "", "api", T0 + timedelta(minutes=5), [])
+    await store.rate(first.id, 5, "", people[0].id, T0 + timedelta(minutes=6))
+
+    facts = await store.session_facts(T0, T0 + timedelta(days=1))
+    assert [f.session.id for f in facts] == [first.id, second.id], "created in the window, oldest first"
+    one = facts[0]
+    assert [e.type.value for e in one.events] == ["link.opened", "camera.allowed", "session.ended"], \
+        "the steps analytics reads, in order (no chat)"
+    assert one.rating is not None and one.rating.rating == 5 and one.agent == "Sam Agent"
+    assert facts[1].rating is None and facts[1].agent is None
+    assert await store.session_facts(T0 + timedelta(days=3), T0 + timedelta(days=4)) == []
+    assert before.id not in [f.session.id for f in await store.session_facts(T0 - timedelta(hours=1),
+                                                                              T0 + timedelta(days=1))]
+
+    ended = await store.sessions_ended_between(T0, T0 + timedelta(days=1))
+    assert [s.id for s in ended] == [first.id]
+
+
+async def test_erasure_marks_are_found_by_digest(store: Store) -> None:
+    from visassist.store.base import Erasure
+
+    mark = Erasure("digest-1", T0, "api:key_1", {"sessions": 2, "snapshots": 3})
+    await store.record_erasure(mark)
+    assert await store.erasures("digest-1") == [mark]
+    assert await store.erasures("digest-2") == []

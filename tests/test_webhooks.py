@@ -135,6 +135,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order(
         assert seqs == sorted(seqs), "in order within a session"
         ended = mine[-1]
         assert ended["ticket_id"] == session["ticket_id"]
+        assert all(e["record_url"].endswith(f"/tickets/{session['ticket_id']}") for e in mine)
         assert ended["data"]["outcome"] == "resolved" and ended["data"]["notes"] == "fixed"
         assert ended["data"]["duration_seconds"] >= 0 and ended["data"]["snapshots"] == []
     async with asyncio.timeout(5):  # the dispatcher records an answer just after the receiver got it

@@ -135,6 +135,7 @@ async def test_a_finished_session_becomes_an_internal_note_with_the_snapshots(
     assert "Duration:" in comment["body"] and "1 attached" in comment["body"]
     assert "Serial number: VX-2231-A (confidence" in comment["body"], "the confirmed field is in the note"
     assert f"/api/v1/sessions/{session['id']}" in comment["body"]
+    assert "/tickets/ZD-1042" in comment["body"], "the note links the ticket's record page"
     recordings = (await (await client.get(f"/api/v1/sessions/{session['id']}/recordings",
                                           headers=auth)).json())["recordings"]
     assert len(recordings) == 1 and f"{recordings[0]['url']}" in comment["body"], \

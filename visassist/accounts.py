@@ -157,3 +157,17 @@ async def admit_staff(request: web.Request, participant: Participant) -> WebSess
     if bound != user.user.id:
         raise Forbidden(ApiErrorCode.NOT_YOUR_SESSION, "this session's link belongs to another agent")
     return user
+
+
+EVERYONE = frozenset(UserRole)
+OVERSEERS = frozenset({UserRole.SUPERVISOR, UserRole.ADMIN})  # see every session, ticket and figure
+
+
+async def staff_member(request: web.Request, roles: frozenset[UserRole] = EVERYONE) -> WebSession:
+    """The signed-in person for a staff page (home, ticket records, analytics), of one of `roles`."""
+    signed_in = await current_user(request)
+    if signed_in is None:
+        raise SignInRequired(ApiErrorCode.SIGN_IN_REQUIRED, "sign in first")
+    if UserRole(signed_in.user.role) not in roles:
+        raise Forbidden(ApiErrorCode.SUPERVISORS_ONLY, "this page is for supervisors and administrators")
+    return signed_in

@@ -14,7 +14,6 @@ from visassist import invitations, management
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound, Unauthorized
 from visassist.events import InvitationSent
-from visassist.invitations import HttpSmsProvider, InvitationError, SmtpConfig
 from visassist.models import (
     ApiKey,
     Delivery,
@@ -44,6 +43,7 @@ from visassist.schemas import (
 from visassist.sessions import closed_error
 from visassist.store.base import IdempotencyConflict
 from visassist.tokens import API_KEY_PREFIX, digest
+from visassist.webhooks import record_url
 
 routes = web.RouteTableDef()
 
@@ -133,6 +133,7 @@ async def create_session(request: web.Request) -> web.Response:
         session = replayed
     view = await ctx.sessions.describe(session)
     view.update(await ctx.sessions.links(session, await link_base(request, session)))
+    view["record_url"] = record_url(public_base(request), session.ticket_id)
     headers = {"Location": f"/api/v1/sessions/{session.id}"}
     if replayed is not None:
         headers["Idempotent-Replayed"] = "true"
@@ -213,6 +214,7 @@ async def get_session(request: web.Request) -> web.Response:
         return web.Response(status=304, headers={"ETag": etag})
     view = await ctx.sessions.describe(session, snapshots=True)
     view.update(await ctx.sessions.links(session, await link_base(request, session)))
+    view["record_url"] = record_url(public_base(request), session.ticket_id)
     return web.json_response(view, headers={"ETag": etag})
 
 
@@ -268,28 +270,10 @@ async def send_invitation(request: web.Request) -> web.Response:
     links = await ctx.sessions.links(session, await link_base(request, session))
     if "customer_url" not in links:
         raise closed_error(session.effective_status(ctx.sessions.clock()), "the session is no longer open")
-    try:
-        if body.email is not None:
-            if not settings.smtp_host:
-                raise ClientError(ApiErrorCode.EMAIL_NOT_CONFIGURED, "e-mail invitations are not configured "
-                                  "(start the server with --smtp-host)", status=422)
-            config = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                                settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
-            await invitations.send_email(config, body.email, session, links["customer_url"])
-            channel, to = "email", body.email
-        else:
-            assert body.phone is not None
-            if not settings.sms_url:
-                raise ClientError(ApiErrorCode.SMS_NOT_CONFIGURED, "SMS invitations are not configured "
-                                  "(start the server with --sms-url)", status=422)
-            await invitations.send_sms(HttpSmsProvider(settings.sms_url, settings.sms_token), body.phone,
-                                       session, links["customer_url"])
-            channel, to = "sms", body.phone
-    except InvitationError as exc:
-        raise ClientError(ApiErrorCode.INVITATION_FAILED, str(exc), status=502) from None
-    await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=invitations.mask(to)),
-                              f"api:{key.id}")
-    return web.json_response({"sent": channel, "to": invitations.mask(to)})
+    channel, masked = await invitations.send_link(settings, session, links["customer_url"], email=body.email,
+                                                  phone=body.phone)
+    await ctx.sessions.record(session.id, InvitationSent(channel=channel, to=masked), f"api:{key.id}")
+    return web.json_response({"sent": channel, "to": masked})
 
 
 @routes.get("/api/v1/sessions/{session_id}/snapshots")
@@ -390,7 +374,8 @@ async def get_ticket(request: web.Request) -> web.Response:
     described: list[dict[str, Any]] = [
         await ctx.sessions.describe(s, snapshots=True) for s in sessions
     ]
-    return web.json_response({"ticket_id": ticket_id, "sessions": described})
+    page = record_url(public_base(request), ticket_id)
+    return web.json_response({"ticket_id": ticket_id, "record_url": page, "sessions": described})
 
 
 @routes.get("/api/v1/openapi.json")

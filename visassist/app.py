@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from aiohttp import WSCloseCode, web
 
-from visassist import admin, api, metrics, pages, signin, tasks
+from visassist import admin, api, home, insights, metrics, pages, records, signin, tasks
 from visassist.accounts import FAILURE_WINDOW, SignInRequired
 from visassist.adapters.zendesk import ZendeskAdapter, ZendeskConfig
 from visassist.blobs import DirectoryBlobStore
@@ -50,8 +50,9 @@ _HTTP_CODES = {400: ApiErrorCode.BAD_REQUEST, 401: ApiErrorCode.UNAUTHORIZED, 40
 
 
 def _is_api(request: web.Request) -> bool:
-    """JSON errors for the API and for the pages' own calls (uploads); pages for people otherwise."""
-    return request.path.startswith("/api/") or request.method not in ("GET", "HEAD")
+    """JSON errors for the API and for the pages' own calls (uploads, the home board); pages for people
+    otherwise."""
+    return request.path.startswith(("/api/", "/home/")) or request.method not in ("GET", "HEAD")
 
 
 def _json_error(status: int, code: ApiErrorCode, message: str, details: object = None) -> web.Response:
@@ -99,8 +100,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response = await handler(request)
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Links carry tokens: never leak them to another site through the Referer header.
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Links carry tokens: never leak them through the Referer header. Elsewhere same-origin: it still
+    # tells no other site anything, and lets the browser send the Origin of our own forms (under
+    # no-referrer a form's POST says `Origin: null`, which the CSRF check refuses).
+    headers.setdefault("Referrer-Policy", "no-referrer" if request.path.startswith(("/s/", "/a/"))
+                       else "same-origin")
     if request.path.startswith(pages.STATIC_PREFIX + "/") and response.status == 200:
         headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
     if response.content_type == "text/html":
@@ -230,6 +234,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> we
     app.add_routes(signin.routes)
     app.add_routes(admin.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(records.routes)
+    app.add_routes(home.routes)
+    app.add_routes(insights.routes)
+    home.setup(app, ctx)
     app.router.add_get("/ws", signalling.handle)
     # Versioned, so cached forever; the plain path stays for pages rendered before an upgrade.
     app.router.add_static(pages.STATIC_PREFIX, pages.ROOT / "static", append_version=False)

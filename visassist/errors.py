@@ -22,6 +22,8 @@ class ApiErrorCode(enum.StrEnum):
     WRONG_ROLE = "wrong_role"
     NOT_YOUR_SESSION = "not_your_session"
     ADMINS_ONLY = "admins_only"
+    SUPERVISORS_ONLY = "supervisors_only"
+    NOT_YOUR_TICKET = "not_your_ticket"
     NOT_FOUND = "not_found"
     SESSION_NOT_FOUND = "session_not_found"
     TICKET_NOT_FOUND = "ticket_not_found"
@@ -71,13 +73,18 @@ ERROR_CODES: dict[ApiErrorCode, CodeDoc] = {
     ApiErrorCode.UNAUTHORIZED: CodeDoc(
         (401,), "no API key, or one that is unknown or revoked (with `WWW-Authenticate: Bearer`)"),
     ApiErrorCode.SIGN_IN_REQUIRED: CodeDoc(
-        (401,), "a staff link or the admin page needs a signed-in account"),
+        (401,), "a staff link or a staff page (home, records, analytics, admin) needs a signed-in account"),
     ApiErrorCode.FORBIDDEN: CodeDoc((403,), "refused by the HTTP layer"),
     ApiErrorCode.CSRF_FAILED: CodeDoc(
         (403,), "a form came from another site, or its token expired (reload the page)"),
     ApiErrorCode.WRONG_ROLE: CodeDoc((403,), "the signed-in account's role may not open this link"),
     ApiErrorCode.NOT_YOUR_SESSION: CodeDoc(
         (403,), "this staff link is bound to the colleague who opened it first"),
+    ApiErrorCode.SUPERVISORS_ONLY: CodeDoc(
+        (403,), "analytics and joining sessions silently are for supervisors and administrators"),
+    ApiErrorCode.NOT_YOUR_TICKET: CodeDoc(
+        (403,), "an agent or expert reads the records of tickets they took part in; supervisors and "
+                "administrators read every record"),
     ApiErrorCode.ADMINS_ONLY: CodeDoc((403,), "the admin page is for administrators"),
     ApiErrorCode.NOT_FOUND: CodeDoc((404,), "no such path, or no such item in this session"),
     ApiErrorCode.SESSION_NOT_FOUND: CodeDoc((404,), "no session with that id"),

@@ -215,6 +215,37 @@ class ParticipantLeft(EventData):
     reason: LeftReason
 
 
+# The customer's way in (the join funnel: visassist/analytics.py)
+
+
+@_event
+class LinkOpened(EventData):
+    type = EventType.LINK_OPENED
+    summary = "the customer's page was served: the link was opened, in this browser"
+    browser: str | None = None  # "Chrome Mobile 120", from the User-Agent
+    os: str | None = None  # "Android 14"
+    mobile: bool = False
+
+
+CameraFailure = Literal["refused", "missing", "busy", "insecure", "unsupported", "other"]
+
+
+@_event
+class CameraAllowed(EventData):
+    type = EventType.CAMERA_ALLOWED
+    summary = "the customer's camera started (they allowed it)"
+
+
+@_event
+class CameraFailed(EventData):
+    type = EventType.CAMERA_FAILED
+    summary = ("the customer's camera did not start, as their page reported: `refused` (blocked by the "
+               "person or the browser), `missing`, `busy` (another app has it), `insecure` (not HTTPS), "
+               "`unsupported` (a browser without video calls)")
+    reason: CameraFailure
+    error: str  # the browser's own name for it, e.g. NotAllowedError
+
+
 @_event
 class InvitationSent(EventData):
     type = EventType.INVITATION_SENT
@@ -292,18 +323,6 @@ class CameraChanged(EventData):
     facing: str | None = None
     torch: bool | None = None
     zoom: float | None = None
-
-
-CameraFailure = Literal["refused", "missing", "busy", "insecure", "other"]
-
-
-@_event
-class CameraFailed(EventData):
-    type = EventType.CAMERA_FAILED
-    summary = ("the customer's camera did not start, as their page reported: `refused` (blocked by "
-               "the person or the browser), `missing`, `busy` (another app has it), `insecure` (not HTTPS)")
-    reason: CameraFailure
-    error: str  # the browser's own name for it, e.g. NotAllowedError
 
 
 @_event

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiohttp
 import aiosmtplib
 
+from visassist.config import Settings
+from visassist.errors import ApiErrorCode, ClientError
 from visassist.models import Session
 
 log = logging.getLogger(__name__)
@@ -88,3 +90,26 @@ def mask(address: str) -> str:
         name, _, domain = address.partition("@")
         return f"{name[:1]}***@{domain}"
     return f"***{address[-3:]}"
+
+
+async def send_link(settings: Settings, session: Session, url: str, *, email: str | None = None,
+                    phone: str | None = None) -> tuple[Literal["email", "sms"], str]:
+    """Send the customer their link by e-mail or SMS, as configured; (channel, masked address).
+    Raises ClientError: the channel is not configured (422) or the relay failed (502)."""
+    try:
+        if email is not None:
+            if not settings.smtp_host:
+                raise ClientError(ApiErrorCode.EMAIL_NOT_CONFIGURED, "e-mail invitations are not configured "
+                                  "(start the server with --smtp-host)", status=422)
+            config = SmtpConfig(settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                                settings.smtp_username, settings.smtp_password, settings.smtp_starttls)
+            await send_email(config, email, session, url)
+            return "email", mask(email)
+        assert phone is not None
+        if not settings.sms_url:
+            raise ClientError(ApiErrorCode.SMS_NOT_CONFIGURED, "SMS invitations are not configured "
+                              "(start the server with --sms-url)", status=422)
+        await send_sms(HttpSmsProvider(settings.sms_url, settings.sms_token), phone, session, url)
+        return "sms", mask(phone)
+    except InvitationError as exc:
+        raise ClientError(ApiErrorCode.INVITATION_FAILED, str(exc), status=502) from None

@@ -80,6 +80,8 @@ class EventType(enum.StrEnum):
     SNAPSHOT_READ = "snapshot.read"
     FIELD_CONFIRMED = "field.confirmed"
     FIELD_REJECTED = "field.rejected"
+    LINK_OPENED = "link.opened"
+    CAMERA_ALLOWED = "camera.allowed"
 
 
 class SnapshotSource(enum.StrEnum):

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from visassist import __version__
+from visassist.analytics import AnalyticsOut
 from visassist.schemas import (
     ConfirmFieldIn,
     CreateSessionIn,
@@ -61,7 +62,8 @@ def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [CreateSessionIn, EndSessionIn, InviteIn, SendInvitationIn,
                                      WebhookIn, ConfirmFieldIn, FieldOut, FieldListOut, ErrorOut,
                                      SessionOut, InvitedOut, SnapshotListOut, RecordingListOut, TicketOut,
-                                     WebhookCreatedOut, WebhookListOut, DeliveryListOut, SessionListOut]
+                                     WebhookCreatedOut, WebhookListOut, DeliveryListOut, SessionListOut,
+                                     AnalyticsOut]
     _, schemas = models_json_schema([(m, "validation") for m in models],
                                     ref_template="#/components/schemas/{model}")
     png = {"description": "PNG image", "content": {"image/png": {"schema": {"type": "string",
@@ -218,6 +220,17 @@ def document() -> dict[str, Any]:
                 "parameters": [{"name": "delivery_id", "in": "path", "required": True,
                                 "schema": {"type": "integer"}}],
                 "responses": {"202": {"description": "Queued"}, **_errors(401, 404)}}},
+            "/api/v1/analytics": {"get": {
+                "operationId": "getAnalytics",
+                "summary": "Figures for the sessions created in a period, overall, by tier and by agent: the "
+                           "join funnel with its failure causes, time to first frame, handle time, "
+                           "outcomes, Tier 3 escalations, CSAT and snapshots",
+                "parameters": [{"name": name, "in": "query", "required": False,
+                                "description": f"{word} day (UTC) whose created sessions count; "
+                                               "the last 7 days to today when left out",
+                                "schema": {"type": "string", "format": "date"}}
+                               for name, word in (("from", "The first"), ("to", "The last"))],
+                "responses": {"200": _json(AnalyticsOut, "The figures"), **_errors(401, 422)}}},
             "/api/v1/tickets/{ticket_id}": {"delete": {
                 "operationId": "eraseTicket",
                 "summary": "Erase a ticket's media and personal data; anonymous figures stay",

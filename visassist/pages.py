@@ -12,8 +12,10 @@ from aiohttp import web
 
 from visassist.accounts import admit_staff
 from visassist.api import public_base, read_json, snapshot_image
+from visassist.browsers import browser
 from visassist.context import AppContext
 from visassist.errors import ApiErrorCode, ClientError, NotFound
+from visassist.events import LinkOpened
 from visassist.media.compose import PhotoError, encode_png
 from visassist.media.pictures import to_bgr
 from visassist.models import STAFF, Participant, Role, Session, SnapshotSource, Status
@@ -108,7 +110,10 @@ def _refuse_closed(request: web.Request, session: Session, role: Role) -> None:
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    return render("index.html")
+    """Staff who are signed in get their home (visassist/home.py); anyone else the front page."""
+    from visassist.home import signed_in_home
+
+    return await signed_in_home(request) or render("index.html")
 
 
 def _describe(field: dict[str, Any]) -> str:
@@ -180,6 +185,12 @@ async def customer_page(request: web.Request) -> web.Response:
     participant, session = await _participant(request, Role.CUSTOMER)
     _refuse_closed(request, session, Role.CUSTOMER)
     _refuse_when_full(request, session)
+    # The join funnel's first step, recorded as the page is served: it needs no script to run. A
+    # messaging app fetching the link for its preview card is not the customer opening it.
+    seen = browser(request.headers.get("User-Agent", ""))
+    if not seen.robot:
+        await request.app[AppContext.KEY].sessions.record(
+            session.id, LinkOpened(browser=seen.name, os=seen.os, mobile=seen.mobile), participant.id)
     return render("customer.html", session=session, participant=participant,
                   request_token=request.match_info["token"])
 

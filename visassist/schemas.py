@@ -280,6 +280,7 @@ class SessionOut(SessionSummaryOut):
     fields: list[FieldOut]  # confirmed values read off the snapshots
     customer_url: str | None = None
     agent_url: str | None = None
+    record_url: str | None = None  # the ticket's record page, for signed-in staff
     rating: RatingOut | None = None
 
 
@@ -294,6 +295,7 @@ class SnapshotListOut(_Out):
 
 class TicketOut(_Out):
     ticket_id: str
+    record_url: str  # the same record as a page for signed-in staff (timeline, gallery, ZIP)
     sessions: list[SessionOut]
 
 

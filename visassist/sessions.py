@@ -57,9 +57,9 @@ from visassist.schemas import (
     SnapshotOut,
     api_folder,
 )
-from visassist.store.base import FieldStore, SessionStore
+from visassist.store.base import Erasure, FieldStore, SessionStore, StaffViews
 from visassist.tasks import finish
-from visassist.tokens import digest, link_token, new_id
+from visassist.tokens import digest, link_token, new_id, ticket_digest
 from visassist.vision import Busy, TimedOut, Vision
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,13 @@ class LiveRooms(Protocol):
     async def stop_recording(self, session_id: str) -> None: ...
 
 
-class Store(SessionStore, FieldStore, Protocol):
-    """What the use cases keep: sessions and the values read off their snapshots."""
+class ServiceStore(SessionStore, FieldStore, StaffViews, Protocol):
+    """What the use cases keep: sessions, the values read off their snapshots, and the marks erasures
+    leave."""
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, live: LiveRooms, bus: Bus,
+    def __init__(self, settings: Settings, store: ServiceStore, blobs: BlobStore, live: LiveRooms, bus: Bus,
                  link_key: bytes, clock: Callable[[], datetime] = utcnow,
                  vision: Vision | None = None) -> None:
         self.vision = vision
@@ -293,8 +294,13 @@ class SessionService:
         await self.bus.publish(*events)
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
+        # The ticket's page says what went (visassist/records.py), without linking the figures back.
+        await self.store.record_erasure(Erasure(ticket_digest(self.link_key, ticket_id), now, actor, counts))
         log.info("ticket %s erased: %s", ticket_id, counts)
         return counts
+
+    async def erasures(self, ticket_id: str) -> list[Erasure]:
+        return await self.store.erasures(ticket_digest(self.link_key, ticket_id))
 
     async def purge(self) -> dict[str, int]:
         """The scheduled retention purge; logs what it removed."""

@@ -29,6 +29,11 @@ def link_token(key: bytes, participant_id: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def ticket_digest(key: bytes, ticket_id: str) -> str:
+    """An erased ticket's id as kept in its erasure mark: only this server can match it again."""
+    return hmac.new(key, f"visassist-ticket:{ticket_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def load_or_create_key(path: Path) -> bytes:
     """The server's link key: created once (mode 0600), then read; losing it voids every link."""
     try:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -109,7 +110,13 @@ async def payload(event: Event, session: Session, store: MediaReads, base: str) 
     """The webhook body for one timeline event; what `data` carries is the event model's to say."""
     return {"id": f"evt_{event.seq}", "type": event.type.value, "created_at": iso(event.at),
             "session_id": session.id, "ticket_id": session.ticket_id,
+            "record_url": record_url(base, session.ticket_id),
             "data": await event.data.webhook_body(_Media(store, session.id, base))}
+
+
+def record_url(base: str, ticket_id: str) -> str:
+    """The ticket's record as a page for signed-in staff (visassist/records.py)."""
+    return f"{base}/tickets/{quote(ticket_id, safe='')}"
 
 
 class Outbox:

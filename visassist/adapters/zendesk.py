@@ -17,6 +17,7 @@ import aiohttp
 from visassist.adapters import AdapterError
 from visassist.blobs import BlobStore
 from visassist.store.base import SessionReads
+from visassist.webhooks import record_url as ticket_record_url
 
 LABELS = {"serial_number": "Serial number", "model": "Model", "mac_address": "MAC address", "imei": "IMEI",
           "ean": "EAN", "upc": "UPC", "qr": "QR code", "data_matrix": "Data Matrix", "code": "Barcode"}
@@ -52,7 +53,7 @@ def note(event: dict[str, Any], record_url: str) -> str:
                   for f in fields]
     for recording in data.get("recordings", []):
         lines.append(f"Recording ({_duration(recording['duration_seconds'])}, WebM): {recording['url']}")
-    lines.append(f"Session record and chat transcript: {record_url}")
+    lines.append(f"Ticket record (timeline, snapshots, chat, recording, ZIP export): {record_url}")
     return "\n".join(lines)
 
 
@@ -84,9 +85,8 @@ class ZendeskAdapter:
                 image = await self.blobs.get(key)
                 if image is not None:
                     token = await self._upload(f"snapshot-{stored.id}-{kind}.png", image, token)
-        comment: dict[str, Any] = {
-            "body": note(event, f"{self.public_base}/api/v1/sessions/{event['session_id']}"),
-            "public": False}
+        record = event.get("record_url") or ticket_record_url(self.public_base, event["ticket_id"])
+        comment: dict[str, Any] = {"body": note(event, record), "public": False}
         if token is not None:
             comment["uploads"] = [token]
         async with self.http.put(f"{self.config.url}/api/v2/tickets/{ticket}.json", headers=self.auth,

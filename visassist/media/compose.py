@@ -17,7 +17,7 @@ from visassist.annotations import Arrow, Ellipse, Freehand, Rect, Shape, Text
 
 Image = npt.NDArray[np.uint8]
 
-# Shared with static/js/annotate.js: arrow head length per stroke width, text height per stroke width.
+# Shared with static/js/components/annotator.js: arrow head length and text height per stroke width.
 ARROW_HEAD_PER_WIDTH = 4.0
 TEXT_HEIGHT_PER_WIDTH = 5.0
 

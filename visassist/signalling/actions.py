@@ -23,6 +23,7 @@ from visassist.events import (
     QualityChanged,
     SessionHandover,
 )
+from visassist.events import CameraAllowed as CameraStarted
 from visassist.events import CameraFailed as CameraFailure
 from visassist.events import PhotoRequested as PhotoAsked
 from visassist.media.audio import VoiceTrack
@@ -36,6 +37,7 @@ from visassist.signalling.protocol import (
     Annotations,
     AnnotationsOut,
     Answer,
+    CameraAllowed,
     CameraControl,
     CameraControlOut,
     CameraFailed,
@@ -416,9 +418,16 @@ async def camera_state(ctx: AppContext, joined: Joined, message: CameraState) ->
     await joined.room.broadcast(CameraStateOut(state=state), STAFF)
 
 
+@action(CameraAllowed, CUSTOMER, "report the camera")
+async def camera_allowed(ctx: AppContext, joined: Joined, message: CameraAllowed) -> None:
+    # A step of the join funnel (visassist/analytics.py), in the timeline.
+    await ctx.sessions.record(joined.session.id, CameraStarted(), joined.participant.id)
+
+
 @action(CameraFailed, CUSTOMER, "report the camera")
 async def camera_failed(ctx: AppContext, joined: Joined, message: CameraFailed) -> None:
-    # In the timeline (the agent's record shows why no picture came) and counted by /metrics.
+    # In the timeline (the agent's record shows why no picture came, analytics why customers stop)
+    # and counted by /metrics.
     await ctx.sessions.record(joined.session.id, CameraFailure(reason=message.reason, error=message.error),
                               joined.participant.id)
 

@@ -1,7 +1,7 @@
 """The wire protocol: every signalling message as a typed class, validated on the way in.
 
 This module is the one source of truth. docs/protocol.md describes it for people and
-static/js/protocol.js mirrors its names for the browser; tests/test_protocol.py keeps all three in step.
+static/js/lib/protocol.js mirrors its names for the browser; tests/test_protocol.py keeps all three in step.
 """
 
 from __future__ import annotations
@@ -186,8 +186,14 @@ class CameraFailed(_Message):
     """Customer: the camera did not start, and why (the page tells the person what to do)."""
 
     type: Literal["camera.failed"]
-    reason: Literal["refused", "missing", "busy", "insecure", "other"]
+    reason: Literal["refused", "missing", "busy", "insecure", "unsupported", "other"]
     error: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")]
+
+
+class CameraAllowed(_Message):
+    """Customer: the camera started (a step of the join funnel)."""
+
+    type: Literal["camera.allowed"]
 
 
 class QualityReport(_Message):
@@ -261,8 +267,8 @@ class RejectField(_Message):
 
 ClientMessageType = (Hello | Offer | Ice | Ping | TakeSnapshot | AnnotateSnapshot | EndSession | Watch | Chat
                      | Annotations | Pointer | Freeze | RequestPhoto | CameraControl | CameraState
-                     | CameraFailed | QualityReport | RequestQuality | Mute | Invite | Handover | ReadLabel
-                     | ConfirmField | RejectField)
+                     | CameraFailed | CameraAllowed | QualityReport | RequestQuality | Mute | Invite
+                     | Handover | ReadLabel | ConfirmField | RejectField)
 ClientMessage = Annotated[ClientMessageType, Field(discriminator="type")]
 _client_adapter: TypeAdapter[ClientMessageType] = TypeAdapter(ClientMessage)
 

@@ -4,6 +4,7 @@ records in and out, domain errors. `Store` is all of them (what a backend implem
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -153,6 +154,38 @@ class SessionStore(SessionReads, Protocol):
                     at: datetime) -> tuple[dict[str, int], list[tuple[str, str]], list[Event]]: ...
 
 
+@dataclass(frozen=True)
+class SessionFacts:
+    """A session as analytics reads it: the session, its funnel and media events, rating and agent."""
+
+    session: Session
+    events: list[Event]
+    rating: Rating | None
+    agent: str | None  # the name of the person the agent link is bound to
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a ticket removed; found again by the keyed digest of the ticket id."""
+
+    ticket_digest: str
+    at: datetime
+    actor: str
+    counts: dict[str, int]
+
+
+class StaffViews(Protocol):
+    """Reads across sessions for the staff pages, and the marks erasures leave."""
+
+    async def sessions_ended_between(self, since: datetime, until: datetime) -> list[Session]: ...
+
+    async def session_facts(self, created_from: datetime, created_to: datetime) -> list[SessionFacts]: ...
+
+    async def record_erasure(self, erasure: Erasure) -> None: ...
+
+    async def erasures(self, ticket_digest: str) -> list[Erasure]: ...
+
+
 class OutboxStore(Protocol):
     """Webhook endpoints and the outbox: the subscriber hands each webhook event over once, the
     dispatcher sends what is due, oldest first per session and endpoint."""
@@ -271,7 +304,8 @@ class OutboxSource(OutboxStore, MediaReads, Protocol):
     """The webhook subscriber: the outbox, and the session it describes in each payload."""
 
 
-class Store(SessionStore, FieldStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, NodeStore, Protocol):
+class Store(SessionStore, FieldStore, OutboxStore, AccountStore, ApiKeyStore, AuditLog, NodeStore, StaffViews,
+            Protocol):
     """A whole backend."""
 
     async def open(self) -> None: ...

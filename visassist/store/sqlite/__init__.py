@@ -14,6 +14,7 @@ from visassist.store.base import (
     NodeStore,
     OutboxStore,
     SessionStore,
+    StaffViews,
     Store,
 )
 from visassist.store.sqlite.accounts import SqliteAccounts
@@ -24,15 +25,17 @@ from visassist.store.sqlite.fields import SqliteFields
 from visassist.store.sqlite.nodes import SqliteNodes
 from visassist.store.sqlite.outbox import SqliteOutbox
 from visassist.store.sqlite.sessions import SqliteSessions
+from visassist.store.sqlite.staff import SqliteStaffViews
 
 __all__ = ["Database", "SqliteStore"]
 
 
-PARTS = (SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes)
+PARTS = (SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes,
+         SqliteStaffViews)
 
 
 class SqliteStore(SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit,
-                  SqliteNodes):
+                  SqliteNodes, SqliteStaffViews):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
@@ -60,4 +63,5 @@ if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these
     _api_keys: type[ApiKeyStore] = SqliteApiKeys
     _audit: type[AuditLog] = SqliteAudit
     _nodes: type[NodeStore] = SqliteNodes
+    _staff: type[StaffViews] = SqliteStaffViews
     _store: type[Store] = SqliteStore

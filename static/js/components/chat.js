@@ -1,6 +1,6 @@
 // Chat, the same on both pages. Messages are rendered as text (never HTML): a message of
 // <img src=x onerror=alert(1)> shows as those characters.
-import { ClientMessage, ServerMessage } from "./protocol.js";
+import { ClientMessage, ServerMessage } from "../lib/protocol.js";
 
 export class ChatPanel {
   #log;

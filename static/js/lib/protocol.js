@@ -20,6 +20,7 @@ export const ClientMessage = Object.freeze({
   CAMERA: "camera",
   CAMERA_STATE: "camera.state",
   CAMERA_FAILED: "camera.failed",
+  CAMERA_ALLOWED: "camera.allowed",
   QUALITY: "quality",
   QUALITY_REQUEST: "quality.request",
   MUTE: "mute",

@@ -1,5 +1,5 @@
 // Voice on a page: the microphone going out and the voices coming back.
-import { ClientMessage } from "./protocol.js";
+import { ClientMessage } from "../lib/protocol.js";
 
 // The voices coming back from the server. The <audio> element is only fed while someone else can
 // be heard: a browser plays (and spends CPU on) an attached track even when it carries nothing.

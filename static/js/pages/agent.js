@@ -1,13 +1,13 @@
 // The staff console (agent, Tier 3 expert, supervisor): the customer's live picture, drawing and
 // pointing on it, snapshots and photos, camera and quality control, voice, chat, inviting an expert,
 // handing over, and ending with an outcome.
-import { Annotator, TOOLS } from "./annotate.js";
-import { ChatPanel } from "./chat.js";
-import { Labels } from "./labels.js";
-import { ServerPeer, iceConfiguration } from "./peer.js";
-import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
-import { Signalling } from "./signalling.js";
-import { Microphone, RemoteVoice } from "./voice.js";
+import { Annotator, TOOLS } from "../components/annotator.js";
+import { ChatPanel } from "../components/chat.js";
+import { Labels } from "../components/labels.js";
+import { ServerPeer, iceConfiguration } from "../lib/peer.js";
+import { ClientMessage, ErrorCode, ServerMessage, Source } from "../lib/protocol.js";
+import { Signalling } from "../lib/signalling.js";
+import { Microphone, RemoteVoice } from "../components/voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;

@@ -1,7 +1,7 @@
 // Reading labels in the agent console: chips for the values read off each snapshot (confirm, correct,
 // dismiss), and "Read label" on the picture now, with where the text is and an optional region to read.
 // Self-contained: it listens to the socket and finds its places in the page by id.
-import { ClientMessage, ServerMessage } from "./protocol.js";
+import { ClientMessage, ServerMessage } from "../lib/protocol.js";
 
 const NAMES = {
   serial_number: "S/N", model: "Model", mac_address: "MAC", imei: "IMEI",

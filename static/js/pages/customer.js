@@ -1,12 +1,12 @@
 // The customer's page: consent, camera (and screen, and voice), one connection to the server, and
 // plain words at every step. Mobile first; written for iOS Safari too (untested there, see README).
-import { Overlay } from "./annotate.js";
-import { ChatPanel } from "./chat.js";
-import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "./device.js";
-import { ServerPeer, iceConfiguration } from "./peer.js";
-import { ClientMessage, ErrorCode, ServerMessage, Source } from "./protocol.js";
-import { Signalling } from "./signalling.js";
-import { Microphone, RemoteVoice } from "./voice.js";
+import { Overlay } from "../components/annotator.js";
+import { ChatPanel } from "../components/chat.js";
+import { applyCamera, applyProfile, describeCamera, switchCamera, takePhoto, UplinkMeter } from "../lib/device.js";
+import { ServerPeer, iceConfiguration } from "../lib/peer.js";
+import { ClientMessage, ErrorCode, ServerMessage, Source } from "../lib/protocol.js";
+import { Signalling } from "../lib/signalling.js";
+import { Microphone, RemoteVoice } from "../components/voice.js";
 
 const $ = (id) => document.getElementById(id);
 const token = document.body.dataset.token;
@@ -83,9 +83,9 @@ function stopAll() {
 
 // Rear camera first; any camera when the device has no rear one (laptops) or refuses the hint.
 async function openCamera() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    const e = new Error("insecure");
-    e.name = "InsecureContext";
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia || !window.RTCPeerConnection) {
+    const e = new Error("unsupported");
+    e.name = window.isSecureContext ? "UnsupportedBrowser" : "InsecureContext";
     throw e;
   }
   // zoom: true asks for the zoom capability where the browser gates it (Chrome), ignored elsewhere.
@@ -97,19 +97,6 @@ async function openCamera() {
       return await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
     }
     throw error;
-  }
-}
-
-// The protocol's camera.failed reasons, from the browser's error names.
-const CAMERA_FAILURES = {
-  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "missing",
-  OverconstrainedError: "missing", NotReadableError: "busy", AbortError: "busy", InsecureContext: "insecure",
-};
-let cameraFailure = null; // a camera.failed the server has not been told yet (the socket may still open)
-
-function reportCameraFailure() {
-  if (cameraFailure && welcomed && signalling.send({ type: ClientMessage.CAMERA_FAILED, ...cameraFailure })) {
-    cameraFailure = null;
   }
 }
 
@@ -128,9 +115,31 @@ function explainCameraError(error) {
       return ["The camera is busy", "Another app may be using the camera. Close it (or end a video call) and tap Try again."];
     case "InsecureContext":
       return ["This page can't use the camera", "The link must be opened over a secure (https) connection. Ask your support contact for a new link."];
+    case "UnsupportedBrowser":
+      return ["This browser can't make video calls", "Open the link in a recent Chrome, Safari, Firefox or Edge (copy it from the message you were sent)."];
     default:
       return ["The camera didn't start", `Tap Try again. If it keeps happening, tell your support contact (${error.name}).`];
   }
+}
+
+// How starting the camera went, for the timeline (the join funnel): camera.allowed, or camera.failed
+// with the protocol's reason from the browser's error name. The camera can answer before the socket is
+// welcomed, so reports wait for it.
+const CAMERA_FAILURES = {
+  NotAllowedError: "refused", SecurityError: "refused", NotFoundError: "missing",
+  OverconstrainedError: "missing", NotReadableError: "busy", AbortError: "busy",
+  UnsupportedBrowser: "unsupported", InsecureContext: "insecure",
+};
+const cameraReports = [];
+function reportCameraAccess(error = null) {
+  cameraReports.push(error
+    ? { type: ClientMessage.CAMERA_FAILED, reason: CAMERA_FAILURES[error.name] ?? "other",
+      error: (String(error.name).replace(/[^A-Za-z]/g, "") || "Error").slice(0, 64) }
+    : { type: ClientMessage.CAMERA_ALLOWED });
+  sendCameraReports();
+}
+function sendCameraReports() {
+  while (welcomed && cameraReports.length && signalling?.send(cameraReports[0])) cameraReports.shift();
 }
 
 // The peer connection carries: the camera, a shared screen (if any), the agent's shared screen
@@ -186,7 +195,6 @@ function connect() {
   signalling.addEventListener(ServerMessage.WELCOME, ({ detail }) => {
     ice = iceConfiguration(detail);
     welcomed = true;
-    reportCameraFailure();
     link.stalled = false;
     me = detail.participant.id;
     voice.update(detail.participants, me);
@@ -194,6 +202,7 @@ function connect() {
     setFrozen(detail.frozen);
     if (detail.audio && !microphone.started) setMic(true);
     else microphone.restate();
+    sendCameraReports();
     startPeer();
   });
   signalling.addEventListener(ServerMessage.ANSWER, ({ detail }) => peer.accept(detail.sdp, detail.id));
@@ -279,15 +288,14 @@ async function join() {
     camera = await opening;
   } catch (error) {
     button.disabled = false;
-    cameraFailure = { reason: CAMERA_FAILURES[error.name] ?? "other",
-      error: String(error.name).replace(/[^A-Za-z]/g, "").slice(0, 64) || "Error" };
-    reportCameraFailure();
+    reportCameraAccess(error);
     const [title, text] = explainCameraError(error);
     problem(title, text);
     // A desktop without a usable camera can still show the problem on its screen.
-    $("screen-instead").hidden = !canShareScreen || error.name === "InsecureContext";
+    $("screen-instead").hidden = !canShareScreen || ["InsecureContext", "UnsupportedBrowser"].includes(error.name);
     return;
   }
+  reportCameraAccess();
   showCamera();
   show("live");
   showLink();
@@ -471,11 +479,6 @@ $("rating-form").addEventListener("submit", async (event) => {
 $("join").addEventListener("click", join);
 $("retry").addEventListener("click", () => {
   show("consent");
-// Moved here from a node that stopped answering, mid-call: the customer agreed already.
-if (location.hash === "#resume") {
-  history.replaceState(null, "", location.pathname + location.search);
-  join();
-}
   join();
 });
 $("leave").addEventListener("click", leave);
