@@ -90,6 +90,13 @@ async def sign_in(base: str, email: str, password: str) -> int:
             return response.status
 
 
+async def board_updates(stream: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The `data:` of each server-sent event of the home board's stream."""
+    async for line in stream.content:
+        if line.startswith(b"data: "):
+            yield line[6:].decode()
+
+
 async def events_of(api: aiohttp.ClientSession, session_id: str) -> list[dict[str, Any]]:
     async with api.get(f"/api/v1/sessions/{session_id}") as response:
         return list((await response.json())["events"])
@@ -150,6 +157,27 @@ async def test_two_nodes_share_the_work_and_the_record(tmp_path: Path, postgres_
                 "supervisor", "--password-stdin", stdin="a long enough password\n")
             statuses = [await sign_in(base, "lead@example.com", "wrong password") for base in (a, b) * 3]
             assert statuses == [401] * 5 + [429], statuses
+
+            # Staff home on node A shows, at once, what happens on node B (the relay wakes its board).
+            cli(postgres_url, "user", "create", "--email", "sup@example.com", "--name", "Sup", "--role",
+                "supervisor", "--password-stdin", stdin="another long password\n")
+            async with aiohttp.ClientSession(base_url=a, cookie_jar=aiohttp.CookieJar(unsafe=True)) as staff:
+                async with staff.get("/login") as form:
+                    found = re.search(r'name="csrf" value="([^"]+)"', await form.text())
+                    assert found is not None
+                async with staff.post("/login", data={"email": "sup@example.com", "csrf": found[1],
+                                                      "password": "another long password"}) as response:
+                    assert response.status == 200, response.status
+                async with staff.get("/home/events") as stream:
+                    first = await anext(board_updates(stream))
+                    assert "ZD-B-HOME" not in first
+                    async with api_b.post("/api/v1/sessions", json={"ticket_id": "ZD-B-HOME",
+                                                                    "tier": 2}) as response:
+                        sessions.append(await response.json())
+                    async with asyncio.timeout(5):
+                        async for update in board_updates(stream):
+                            if "ZD-B-HOME" in update:
+                                break
 
             # A drained node takes no new sessions.
             cli(postgres_url, "node", "drain", "a")

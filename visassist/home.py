@@ -71,6 +71,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     feed = BoardFeed()
     app[BoardFeed.KEY] = feed
     ctx.bus.subscribe("home board", feed)
+    ctx.nodes.relay_to(feed)  # the board shows every node's sessions
 
     async def close(app: web.Application) -> None:
         await feed.close()

@@ -54,7 +54,9 @@ class Nodes:
         self.database = database
         self.hub = hub
         self.bus = bus
-        self.rooms = rooms  # the live rooms' subscriber, given relayed events
+        # Given the events other nodes record: the live rooms (which ignore sessions not here), and
+        # whatever else shows the whole cluster (the staff home board).
+        self._relayed_to: list[Callable[[Event], Awaitable[None]]] = [rooms]
         self.clock = clock
         self.state = NodeState.ACTIVE
         self.known: list[str] = []  # the other nodes' URLs, as of the last heartbeat
@@ -161,10 +163,19 @@ class Nodes:
                 log.exception("event relay lost its connection; listening again")
                 await asyncio.sleep(1)
 
+    def relay_to(self, subscriber: Callable[[Event], Awaitable[None]]) -> None:
+        """Also give `subscriber` the events recorded on the other nodes."""
+        self._relayed_to.append(subscriber)
+
     async def _relayed(self, notice: dict[str, object]) -> None:
-        if notice.get("node") == self.id or self.hub.get(str(notice.get("session"))) is None:
-            return
         seq = notice.get("seq")
-        event = await self.store.event(seq) if isinstance(seq, int) else None
-        if event is not None:
-            await self.rooms(event)
+        if notice.get("node") == self.id or not isinstance(seq, int):
+            return
+        event = await self.store.event(seq)
+        if event is None:
+            return
+        for subscriber in self._relayed_to:
+            try:
+                await subscriber(event)
+            except Exception:
+                log.exception("relayed event %d failed in %s", seq, subscriber)
