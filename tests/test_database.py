@@ -22,10 +22,10 @@ from tests.utils import free_port
 from visassist.cli import main
 from visassist.events import SessionCreated
 from visassist.models import Outcome
-from visassist.store import DuplicateKey, SqliteStore
+from visassist.store import DuplicateKey, SqlStore
 from visassist.store.migrate import head, tables_of
-from visassist.store.sqlite import Database
-from visassist.store.sqlite.legacy import MIGRATIONS as LEGACY
+from visassist.store.sql import Database
+from visassist.store.sql.legacy import MIGRATIONS as LEGACY
 from visassist.tokens import load_or_create_key
 
 
@@ -46,7 +46,7 @@ async def test_a_database_from_before_alembic_is_migrated_and_keeps_its_rows(tmp
     old.commit()
     old.close()
 
-    store = SqliteStore(sqlite_url(path))
+    store = SqlStore(sqlite_url(path))
     await store.open()
     try:
         session = await store.get_session("ses_old")
@@ -73,7 +73,7 @@ def test_db_upgrade_migrates_postgresql_once(postgres_url: str, capsys: pytest.C
 
 async def _fill(url: str) -> None:
     """A deployment's worth of every kind of row, through the store."""
-    store = SqliteStore(url)
+    store = SqlStore(url)
     await store.open()
     try:
         await store.create_webhook("whk_1", "https://hooks.example.com/a", "secret", ["session.ended"])
@@ -122,7 +122,7 @@ async def test_db_copy_moves_every_row_to_postgresql_and_refuses_a_full_target(
     assert int(printed["delivery_attempts"]) == 5
 
     # The copy goes on where SQLite stopped: new ids come after the copied ones.
-    store = SqliteStore(postgres_url)
+    store = SqlStore(postgres_url)
     await store.open()
     try:
         session, _ = await _create(store, "ZD-NEW")

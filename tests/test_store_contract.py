@@ -47,15 +47,15 @@ from visassist.models import (
     Status,
     utcnow,
 )
-from visassist.store import DuplicateKey, IdempotencyConflict, SqliteStore, Store
+from visassist.store import DuplicateKey, IdempotencyConflict, SqlStore, Store
 
 
 async def _sqlite(tmp_path: Path) -> Store:
-    return SqliteStore(f"sqlite:///{tmp_path / 'contract.sqlite3'}")
+    return SqlStore(f"sqlite:///{tmp_path / 'contract.sqlite3'}")
 
 
 async def _postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return SqliteStore(request.getfixturevalue("postgres_url"))
+    return SqlStore(request.getfixturevalue("postgres_url"))
 
 
 # One entry per backend: a factory for an unopened, empty store.

@@ -30,7 +30,7 @@ from visassist.signalling import handler as signalling
 from visassist.signalling.live import RoomEvents
 from visassist.signalling.protocol import Restarting
 from visassist.signalling.room import Hub
-from visassist.store import SqliteStore
+from visassist.store import SqlStore
 from visassist.tokens import load_or_create_key
 from visassist.vision import Vision
 from visassist.webhooks import Backoff, Dispatcher, Outbox
@@ -116,7 +116,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def build_context(settings: Settings, clock: Callable[[], datetime] = utcnow) -> AppContext:
-    store = SqliteStore(settings.database)
+    store = SqlStore(settings.database)
     blobs = DirectoryBlobStore(settings.blob_dir)
     hub = Hub(settings.max_live_sessions, FileBudget())
     bus = Bus()

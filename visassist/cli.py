@@ -22,8 +22,8 @@ from visassist.accounts import UserRole
 from visassist.capacity import guard_accept_loop, raise_open_file_limit
 from visassist.config import PARSERS, Declared, Settings, declared, env_list
 from visassist.models import NodeState, utcnow
-from visassist.store import SqliteStore, migrate
-from visassist.store.sqlite import Database
+from visassist.store import SqlStore, migrate
+from visassist.store.sql import Database
 
 T = TypeVar("T")
 
@@ -245,8 +245,8 @@ def serve(settings: Settings) -> None:
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
 
 
-async def _in_store(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    store = SqliteStore(Settings(data_dir=args.data_dir, database_url=args.database_url).database)
+async def _in_store(args: argparse.Namespace, work: Callable[[SqlStore], Awaitable[T]]) -> T:
+    store = SqlStore(Settings(data_dir=args.data_dir, database_url=args.database_url).database)
     await store.open()
     try:
         return await work(store)
@@ -254,7 +254,7 @@ async def _in_store(args: argparse.Namespace, work: Callable[[SqliteStore], Awai
         await store.close()
 
 
-def run(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+def run(args: argparse.Namespace, work: Callable[[SqlStore], Awaitable[T]]) -> T:
     return asyncio.run(_in_store(args, work))
 
 
@@ -284,7 +284,7 @@ def _when(moment: datetime | None) -> str:
     return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}Z"
 
 
-async def _list_keys(store: SqliteStore) -> list[str]:
+async def _list_keys(store: SqlStore) -> list[str]:
     return [f"{k.id}\t{k.name}\tcreated {_when(k.created_at)}\tlast used {_when(k.last_used_at)}"
             f"{'  REVOKED' if k.revoked_at else ''}" for k in await store.list_api_keys()]
 
@@ -298,7 +298,7 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-async def _disable_user(store: SqliteStore, email: str) -> None:
+async def _disable_user(store: SqlStore, email: str) -> None:
     user = await store.user_by_email(email)
     if user is None:
         raise ValueError(f"no user with e-mail {email}")

@@ -26,7 +26,7 @@ from visassist.events import Bus, Event
 from visassist.models import Node, NodeState, Session
 from visassist.signalling.room import Hub
 from visassist.store import Store
-from visassist.store.sqlite import Database
+from visassist.store.sql import Database
 
 log = logging.getLogger(__name__)
 

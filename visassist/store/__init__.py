@@ -1,6 +1,6 @@
-"""Storage behind a small interface; SQLite is the embedded default."""
+"""Storage behind a small interface: SQLite is the embedded default, PostgreSQL for several nodes."""
 
 from visassist.store.base import ConstraintViolation, DuplicateKey, IdempotencyConflict, Store, StoreError
-from visassist.store.sqlite import SqliteStore
+from visassist.store.sql import SqlStore
 
-__all__ = ["ConstraintViolation", "DuplicateKey", "IdempotencyConflict", "SqliteStore", "Store", "StoreError"]
+__all__ = ["ConstraintViolation", "DuplicateKey", "IdempotencyConflict", "SqlStore", "Store", "StoreError"]

@@ -2,7 +2,7 @@
 database copied to another (SQLite to PostgreSQL, say) without losing a row.
 
 SQLite databases made before Alembic (PRAGMA user_version 1 to 5) are first brought to version 5 by
-their old steps (visassist/store/sqlite/legacy.py), then stamped with the baseline they equal.
+their old steps (visassist/store/sql/legacy.py), then stamped with the baseline they equal.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, Table, exc, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from visassist.store.sqlite.database import Database
-from visassist.store.sqlite.legacy import MIGRATIONS as LEGACY
+from visassist.store.sql.database import Database
+from visassist.store.sql.legacy import MIGRATIONS as LEGACY
 
 BASELINE = "0001"
 LOCK = 0x76697361  # PostgreSQL advisory lock held while one node migrates ("visa")

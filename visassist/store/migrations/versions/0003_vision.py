@@ -1,5 +1,5 @@
 """Vision: how many faces were blurred in each snapshot, and the values read off snapshots
-(visassist/store/sqlite/fields.py). Fields go with their snapshot (erasure, retention).
+(visassist/store/sql/fields.py). Fields go with their snapshot (erasure, retention).
 
 Revision ID: 0003
 Revises: 0002

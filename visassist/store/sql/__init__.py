@@ -17,25 +17,25 @@ from visassist.store.base import (
     StaffViews,
     Store,
 )
-from visassist.store.sqlite.accounts import SqliteAccounts
-from visassist.store.sqlite.api_keys import SqliteApiKeys
-from visassist.store.sqlite.audit import SqliteAudit
-from visassist.store.sqlite.database import Database
-from visassist.store.sqlite.fields import SqliteFields
-from visassist.store.sqlite.nodes import SqliteNodes
-from visassist.store.sqlite.outbox import SqliteOutbox
-from visassist.store.sqlite.sessions import SqliteSessions
-from visassist.store.sqlite.staff import SqliteStaffViews
+from visassist.store.sql.accounts import SqlAccounts
+from visassist.store.sql.api_keys import SqlApiKeys
+from visassist.store.sql.audit import SqlAudit
+from visassist.store.sql.database import Database
+from visassist.store.sql.fields import SqlFields
+from visassist.store.sql.nodes import SqlNodes
+from visassist.store.sql.outbox import SqlOutbox
+from visassist.store.sql.sessions import SqlSessions
+from visassist.store.sql.staff import SqlStaffViews
 
-__all__ = ["Database", "SqliteStore"]
-
-
-PARTS = (SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit, SqliteNodes,
-         SqliteStaffViews)
+__all__ = ["Database", "SqlStore"]
 
 
-class SqliteStore(SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, SqliteApiKeys, SqliteAudit,
-                  SqliteNodes, SqliteStaffViews):
+PARTS = (SqlSessions, SqlFields, SqlOutbox, SqlAccounts, SqlApiKeys, SqlAudit, SqlNodes,
+         SqlStaffViews)
+
+
+class SqlStore(SqlSessions, SqlFields, SqlOutbox, SqlAccounts, SqlApiKeys, SqlAudit,
+                  SqlNodes, SqlStaffViews):
     """Every aggregate over one database (one connection, one write lock), so a write that spans two
     (a user created and its audit entry) is still one transaction."""
 
@@ -56,12 +56,12 @@ class SqliteStore(SqliteSessions, SqliteFields, SqliteOutbox, SqliteAccounts, Sq
 
 
 if TYPE_CHECKING:  # each part stands alone for its interface (mypy checks these assignments)
-    _sessions: type[SessionStore] = SqliteSessions
-    _fields: type[FieldStore] = SqliteFields
-    _outbox: type[OutboxStore] = SqliteOutbox
-    _accounts: type[AccountStore] = SqliteAccounts
-    _api_keys: type[ApiKeyStore] = SqliteApiKeys
-    _audit: type[AuditLog] = SqliteAudit
-    _nodes: type[NodeStore] = SqliteNodes
-    _staff: type[StaffViews] = SqliteStaffViews
-    _store: type[Store] = SqliteStore
+    _sessions: type[SessionStore] = SqlSessions
+    _fields: type[FieldStore] = SqlFields
+    _outbox: type[OutboxStore] = SqlOutbox
+    _accounts: type[AccountStore] = SqlAccounts
+    _api_keys: type[ApiKeyStore] = SqlApiKeys
+    _audit: type[AuditLog] = SqlAudit
+    _nodes: type[NodeStore] = SqlNodes
+    _staff: type[StaffViews] = SqlStaffViews
+    _store: type[Store] = SqlStore

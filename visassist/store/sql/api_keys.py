@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from visassist.models import ApiKey, utcnow
-from visassist.store.sqlite.database import Database, _api_key, _ts, insert_audit, shielded
+from visassist.store.sql.database import Database, _api_key, _ts, insert_audit, shielded
 
 
-class SqliteApiKeys:
+class SqlApiKeys:
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from visassist.events import Event, FieldConfirmed, FieldRejected, FoundField, SnapshotRead
 from visassist.models import FieldStatus, SnapshotField
-from visassist.store.sqlite.database import Database, Row, _dt, _ts, insert_event, shielded
+from visassist.store.sql.database import Database, Row, _dt, _ts, insert_event, shielded
 
 
 def _field(row: Row) -> SnapshotField:
@@ -20,7 +20,7 @@ def _field(row: Row) -> SnapshotField:
         created_at=created_at, confirmed_by=row["confirmed_by"], confirmed_at=_dt(row["confirmed_at"]))
 
 
-class SqliteFields:
+class SqlFields:
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from visassist.models import User, WebSession, utcnow
-from visassist.store.sqlite.database import Database, _at, _ts, _user, insert_audit, shielded
+from visassist.store.sql.database import Database, _at, _ts, _user, insert_audit, shielded
 
 
-class SqliteAccounts:
+class SqlAccounts:
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from visassist.events import Event, SessionMoved
 from visassist.models import Node, NodeState
-from visassist.store.sqlite.database import Database, Row, _at, _event, _ts, insert_event, shielded
+from visassist.store.sql.database import Database, Row, _at, _event, _ts, insert_event, shielded
 
 # Open sessions placed on each node: its load as placement counts it (a session is counted from the
 # moment it is placed, before anyone joins).
@@ -23,7 +23,7 @@ def _node(row: Row) -> Node:
                 heartbeat_at=_at(row["heartbeat_at"]), sessions=int(row["sessions"]))
 
 
-class SqliteNodes:
+class SqlNodes:
     def __init__(self, database: Database) -> None:
         self.database = database
 

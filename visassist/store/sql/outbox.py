@@ -8,7 +8,7 @@ from datetime import datetime
 
 from visassist.events import Event
 from visassist.models import Attempt, Delivery, DueDelivery, WebhookBacklog, WebhookEndpoint, utcnow
-from visassist.store.sqlite.database import (
+from visassist.store.sql.database import (
     Database,
     _attempt,
     _delivery,
@@ -21,7 +21,7 @@ from visassist.store.sqlite.database import (
 )
 
 
-class SqliteOutbox:
+class SqlOutbox:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.on_enqueue: Callable[[], None] | None = None  # the webhook dispatcher's wake-up

@@ -10,7 +10,7 @@ from datetime import datetime
 from visassist.events import Event
 from visassist.models import Rating, Session
 from visassist.store.base import Erasure, SessionFacts
-from visassist.store.sqlite.database import Database, _at, _event, _session, _ts, shielded
+from visassist.store.sql.database import Database, _at, _event, _session, _ts, shielded
 
 # The events analytics reads; chat, drawings and quality reports are left in the database.
 FACT_TYPES = ("link.opened", "camera.allowed", "camera.failed", "participant.joined", "participant.left",
@@ -18,7 +18,7 @@ FACT_TYPES = ("link.opened", "camera.allowed", "camera.failed", "participant.joi
               "session.ended", "session.expired", "session.revoked")
 
 
-class SqliteStaffViews:
+class SqlStaffViews:
     def __init__(self, database: Database) -> None:
         self.database = database
 

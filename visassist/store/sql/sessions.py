@@ -25,7 +25,7 @@ from visassist.events import (
 )
 from visassist.models import EventType, Outcome, Participant, Rating, Recording, Session, Snapshot
 from visassist.store.base import DuplicateKey, IdempotencyConflict
-from visassist.store.sqlite.database import (
+from visassist.store.sql.database import (
     Database,
     Transaction,
     _at,
@@ -41,7 +41,7 @@ from visassist.store.sqlite.database import (
 )
 
 
-class SqliteSessions:
+class SqlSessions:
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from visassist.models import AuditEntry
-from visassist.store.sqlite.database import Database, _audit_entry, insert_audit, shielded
+from visassist.store.sql.database import Database, _audit_entry, insert_audit, shielded
 
 
-class SqliteAudit:
+class SqlAudit:
     def __init__(self, database: Database) -> None:
         self.database = database
 
