@@ -698,10 +698,14 @@ async def test_session_facts_hold_each_sessions_funnel_rating_and_agent(store: S
     assert [s.id for s in ended] == [first.id]
 
 
-async def test_erasure_marks_are_found_by_digest(store: Store) -> None:
+async def test_an_erasure_leaves_its_mark_in_the_same_write(store: Store) -> None:
     from visassist.store.base import Erasure
 
-    mark = Erasure("digest-1", T0, "api:key_1", {"sessions": 2, "snapshots": 3})
-    await store.record_erasure(mark)
-    assert await store.erasures("digest-1") == [mark]
-    assert await store.erasures("digest-2") == []
+    for _ in range(2):
+        session, _ = await _create(store, "ZD-MARK")
+        await store.add_snapshot(_snapshot(session, T0))
+    counts, _, _ = await store.erase_ticket("ZD-MARK", "api:key_1", T0, mark="digest-1")
+    assert await store.erasures("digest-1") == [Erasure("digest-1", T0, "api:key_1", counts)]
+    assert counts["sessions"] == 2 and counts["snapshots"] == 2
+    assert await store.erase_ticket("ZD-NONE", "api:key_1", T0, mark="digest-2") == ({}, [], [])
+    assert await store.erasures("digest-2") == [], "nothing erased, no mark"

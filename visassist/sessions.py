@@ -288,14 +288,14 @@ class SessionService:
         for session in await self.store.sessions_for_ticket(ticket_id):
             if session.effective_status(now) in (Status.WAITING, Status.LIVE):
                 await self.revoke(session.id, actor)
-        counts, session_ids, events = await self.store.erase_ticket(ticket_id, actor, self.clock())
+        # The ticket's page says what went (visassist/records.py), without linking the figures back.
+        counts, session_ids, events = await self.store.erase_ticket(
+            ticket_id, actor, now, mark=ticket_digest(self.link_key, ticket_id))
         if not session_ids:
             raise NotFound(ApiErrorCode.TICKET_NOT_FOUND, f"no sessions for ticket {ticket_id!r}")
         await self.bus.publish(*events)
         for session_id in session_ids:
             await self.blobs.delete_prefix(f"sessions/{session_id}")
-        # The ticket's page says what went (visassist/records.py), without linking the figures back.
-        await self.store.record_erasure(Erasure(ticket_digest(self.link_key, ticket_id), now, actor, counts))
         log.info("ticket %s erased: %s", ticket_id, counts)
         return counts
 

@@ -147,8 +147,10 @@ class SessionStore(SessionReads, Protocol):
     async def rating(self, session_id: str) -> Rating | None: ...
 
     # Erasure and retention
-    async def erase_ticket(self, ticket_id: str, actor: str,
-                           at: datetime) -> tuple[dict[str, int], list[str], list[Event]]: ...
+    async def erase_ticket(self, ticket_id: str, actor: str, at: datetime,
+                           mark: str | None = None) -> tuple[dict[str, int], list[str], list[Event]]:
+        """`mark`: a keyed digest of the ticket id, under which erasures() finds what went."""
+        ...
 
     async def purge(self, media_before: datetime | None, chat_before: datetime | None,
                     at: datetime) -> tuple[dict[str, int], list[tuple[str, str]], list[Event]]: ...
@@ -175,13 +177,11 @@ class Erasure:
 
 
 class StaffViews(Protocol):
-    """Reads across sessions for the staff pages, and the marks erasures leave."""
+    """Reads across sessions for the staff pages, and the marks erasures leave (erase_ticket)."""
 
     async def sessions_ended_between(self, since: datetime, until: datetime) -> list[Session]: ...
 
     async def session_facts(self, created_from: datetime, created_to: datetime) -> list[SessionFacts]: ...
-
-    async def record_erasure(self, erasure: Erasure) -> None: ...
 
     async def erasures(self, ticket_digest: str) -> list[Erasure]: ...
 

@@ -336,9 +336,11 @@ class SqlSessions:
         return scrubbed
 
     @shielded
-    async def erase_ticket(self, ticket_id: str, actor: str,
-                           at: datetime) -> tuple[dict[str, int], list[str], list[Event]]:
+    async def erase_ticket(self, ticket_id: str, actor: str, at: datetime,
+                           mark: str | None = None) -> tuple[dict[str, int], list[str], list[Event]]:
         """Erase a ticket's personal data and media; keep anonymous figures (tier, times, outcome).
+        With `mark` (a keyed digest of the ticket id), leave the mark that says what went, in the same
+        transaction: an erased ticket always says so.
 
         Returns the counts, the session ids whose blobs the caller removes (after the commit, so a
         row never points at a deleted image) and the events recorded."""
@@ -369,6 +371,9 @@ class SqlSessions:
                       for session_id in ids]
             counts = {"sessions": len(ids), "snapshots": int(snapshots["n"]) if snapshots else 0,
                       "recordings": int(recordings["n"]) if recordings else 0, "chat_messages": chats}
+            if mark is not None:
+                await db.execute("INSERT INTO ticket_erasures (ticket_digest, at, actor, counts)"
+                                 " VALUES (?, ?, ?, ?)", (mark, _ts(at), actor, json.dumps(counts)))
             return counts, ids, events
 
     @shielded

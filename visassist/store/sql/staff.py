@@ -56,12 +56,6 @@ class SqlStaffViews:
                              agent=agents.get(s.id)) for s in sessions]
 
     @shielded
-    async def record_erasure(self, erasure: Erasure) -> None:
-        async with self.database.transaction() as db:
-            await db.execute(
-                "INSERT INTO ticket_erasures (ticket_digest, at, actor, counts) VALUES (?, ?, ?, ?)",
-                (erasure.ticket_digest, _ts(erasure.at), erasure.actor, json.dumps(erasure.counts)))
-
     async def erasures(self, ticket_digest: str) -> list[Erasure]:
         rows = await self.database.all(
             "SELECT * FROM ticket_erasures WHERE ticket_digest = ? ORDER BY at", (ticket_digest,))
