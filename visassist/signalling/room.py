@@ -22,7 +22,17 @@ from visassist.media.feed import FeedTrack, Size, VideoFeed
 from visassist.media.peer import Peer
 from visassist.media.recorder import Recorded, Recorder
 from visassist.models import STAFF, Participant, Role, VideoSource
-from visassist.signalling.protocol import Frozen, MediaState, ParticipantInfo, ServerMessage, encode
+from visassist.signalling.protocol import (
+    Ended,
+    Error,
+    Frozen,
+    MediaState,
+    ParticipantInfo,
+    Restarting,
+    ServerMessage,
+    Welcome,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +72,22 @@ class Connection:
     _queued_chars: int = field(default=0, init=False, repr=False)
     _writer: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _closer: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    # Until its welcome is sent, what the room tells a new socket (presence as others join) waits:
+    # the welcome comes first. Last words (ended, restarting, an error) do not wait.
+    _held: list[ServerMessage] | None = field(default_factory=list, init=False, repr=False)
 
     async def send(self, message: ServerMessage) -> None:
         """Queue `message` for this socket and return at once (async only so that callers read the
         same as before the queue). A socket that has too much waiting is dropped."""
+        if self._held is not None and not isinstance(message, Ended | Restarting | Error):
+            if not isinstance(message, Welcome):
+                self._held.append(message)
+                return
+            held, self._held = self._held, None
+            await self.send(message)
+            for later in held:
+                await self.send(later)
+            return
         if (self._closer is not None or self.dropped or self.ws.closed
                 or (self._writer is not None and self._writer.done())):
             return
