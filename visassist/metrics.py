@@ -41,11 +41,6 @@ FIRST_FRAME_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0
 SNAPSHOT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
-def node_label(settings: Settings) -> str:
-    """How this node is named in every series: as among the nodes (`--node-id`, else host:port)."""
-    return node_id(settings)
-
-
 class JoinOutcomes:
     """Bus subscriber: each customer join counted once, by what happened first. `connected` when the
     customer's video reached the server (and how long after the join), `camera_refused` when the page
@@ -157,7 +152,7 @@ class Metrics:
 
     def __init__(self, settings: Settings, hub: Hub) -> None:
         self.settings = settings
-        self.node = node_label(settings)
+        self.node = node_id(settings)  # as among the nodes: --node-id, else host:port
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, open files
         self.joins = Counter("visassist_joins", "Customer joins by outcome (connected, camera_refused, "

@@ -37,6 +37,12 @@ HEARTBEAT = timedelta(seconds=1)
 SILENT_AFTER = timedelta(seconds=5)
 
 
+def alive(nodes: list[Node], now: datetime) -> list[Node]:
+    """The nodes beating lately and serving (active, or draining their calls)."""
+    return [node for node in nodes if node.heartbeat_at >= now - SILENT_AFTER
+            and node.state in (NodeState.ACTIVE, NodeState.DRAINING)]
+
+
 class Moving(Exception):
     """The session's node stopped answering and the session is not placed elsewhere yet."""
 
@@ -59,7 +65,10 @@ class Nodes:
         self._relayed_to: list[Callable[[Event], Awaitable[None]]] = [rooms]
         self.clock = clock
         self.state = NodeState.ACTIVE
-        self.known: list[str] = []  # the other nodes' URLs, as of the last heartbeat
+        # As of the last heartbeat: every other node's URL (the pages' CSP may reach them) and those of
+        # the live ones (`welcome` names them, where to ask should this node stop answering).
+        self.known: list[str] = []
+        self.peers: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -107,19 +116,11 @@ class Nodes:
         if session.node_id is None:
             await self.store.place_session(session.id, self.id)
             return None
-        for node in await self._alive():
+        now = self.clock()
+        for node in alive(await self.store.nodes(now), now):
             if node.id == session.node_id:
                 return node.url
         raise Moving(session.node_id)
-
-    async def others(self) -> list[str]:
-        """The base URLs of the other live nodes."""
-        return [node.url for node in await self._alive() if node.id != self.id]
-
-    async def _alive(self) -> list[Node]:
-        now = self.clock()
-        return [node for node in await self.store.nodes(now) if node.heartbeat_at >= now - SILENT_AFTER
-                and node.state in (NodeState.ACTIVE, NodeState.DRAINING)]
 
     async def _beat(self) -> None:
         while True:
@@ -132,7 +133,9 @@ class Nodes:
                     await self.store.register_node(self.id, self.url, self.settings.max_live_sessions, now)
                     state = NodeState.ACTIVE
                 self.state = state
-                self.known = sorted({n.url for n in await self.store.nodes(now) if n.id != self.id})
+                nodes = await self.store.nodes(now)
+                self.known = sorted({n.url for n in nodes if n.id != self.id})
+                self.peers = [n.url for n in alive(nodes, now) if n.id != self.id]
                 if moved := await self.store.fail_over(now - SILENT_AFTER, now):
                     log.warning("moved %d sessions off silent nodes", len(moved))
                     await self.bus.publish(*moved)

@@ -199,7 +199,7 @@ async def _greet(ctx: AppContext, joined: Joined) -> None:
         fields=await ctx.sessions.fields(session.id) if participant.role.staff else [],
         reading=participant.role.staff and bool(ctx.sessions.vision and ctx.sessions.vision.read_labels),
         frozen=room.frozen is not None,
-        nodes=await ctx.nodes.others(),
+        nodes=ctx.nodes.peers,
         audio=current.audio,
     ))
     await room.broadcast(Presence(participants=room.presence()))

@@ -235,19 +235,24 @@ class Database:
         finally:
             _current.reset(token)
 
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Transaction]:
+        """The running task's write, if it is inside one (it sees what it wrote); else a connection of
+        its own."""
         current = _current.get()
         if current is not None:
-            return await current.one(sql, params)
+            yield current
+            return
         async with self.engine.connect() as conn:
-            return (await _run(conn, sql, params)).mappings().first()
+            yield Transaction(conn)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self._reading() as reader:
+            return await reader.one(sql, params)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        current = _current.get()
-        if current is not None:
-            return await current.all(sql, params)
-        async with self.engine.connect() as conn:
-            return list((await _run(conn, sql, params)).mappings().all())
+        async with self._reading() as reader:
+            return await reader.all(sql, params)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:

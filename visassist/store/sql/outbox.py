@@ -10,6 +10,7 @@ from visassist.events import Event
 from visassist.models import Attempt, Delivery, DueDelivery, WebhookBacklog, WebhookEndpoint, utcnow
 from visassist.store.sql.database import (
     Database,
+    Transaction,
     _attempt,
     _delivery,
     _dt,
@@ -19,6 +20,31 @@ from visassist.store.sql.database import (
     _webhook,
     shielded,
 )
+
+
+async def _due_ids(db: Database | Transaction, now: datetime, limit: int, lock: str = "") -> list[int]:
+    """The ids of the pending deliveries whose time has come, each the oldest pending one of its
+    session for its endpoint, oldest first."""
+    rows = await db.all(
+        "SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ("
+        "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
+        "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
+        f" ORDER BY d.id LIMIT ?{lock}", (_ts(now), limit))
+    return [r["id"] for r in rows]
+
+
+async def _sendable(db: Database | Transaction, ids: list[int]) -> list[DueDelivery]:
+    """Those deliveries with what sending them needs (their endpoint's URL and secret)."""
+    if not ids:
+        return []
+    rows = await db.all(
+        "SELECT d.*, w.url, w.secret FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id"
+        f" WHERE d.id IN ({_marks(ids)}) ORDER BY d.id", tuple(ids))
+    return [_due(r) for r in rows]
+
+
+def _marks(values: list[int]) -> str:
+    return ",".join("?" * len(values))
 
 
 class SqlOutbox:
@@ -89,13 +115,7 @@ class SqlOutbox:
     async def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries whose time has come, each the oldest pending one of its session for its
         endpoint (so a session's webhooks arrive in order)."""
-        rows = await self.database.all(
-            "SELECT d.*, w.url, w.secret FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ("
-            "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
-            "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
-            " ORDER BY d.id LIMIT ?", (_ts(now), limit))
-        return [_due(r) for r in rows]
+        return await _sendable(self.database, await _due_ids(self.database, now, limit))
 
     @shielded
     async def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
@@ -105,23 +125,13 @@ class SqlOutbox:
 
         On PostgreSQL the rows are locked and others' locked rows skipped, so nodes claiming at once
         neither wait for each other nor take the same delivery."""
-        skip_locked = " FOR UPDATE OF d SKIP LOCKED" if self.database.dialect == "postgresql" else ""
+        lock = " FOR UPDATE OF d SKIP LOCKED" if self.database.dialect == "postgresql" else ""
         async with self.database.transaction(serializable=False) as db:
-            ids = [r["id"] for r in await db.all(
-                "SELECT d.id FROM deliveries d"
-                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ("
-                "   SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id"
-                "   AND e.session_id = d.session_id AND e.status = 'pending' AND e.id < d.id)"
-                f" ORDER BY d.id LIMIT ?{skip_locked}", (_ts(now), limit))]
-            if not ids:
-                return []
-            marks = ",".join("?" * len(ids))
-            await db.execute(f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({marks})",
-                             (_ts(until), *ids))
-            rows = await db.all(
-                "SELECT d.*, w.url, w.secret FROM deliveries d JOIN webhook_endpoints w"
-                f" ON w.id = d.endpoint_id WHERE d.id IN ({marks}) ORDER BY d.id", tuple(ids))
-            return [_due(r) for r in rows]
+            ids = await _due_ids(db, now, limit, lock)
+            if ids:
+                await db.execute(f"UPDATE deliveries SET next_attempt_at = ? WHERE id IN ({_marks(ids)})",
+                                 (_ts(until), *ids))
+            return await _sendable(db, ids)
 
     @shielded
     async def record_attempt(self, delivery_id: int, at: datetime, status: int | None, error: str | None,
