@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,13 @@ COUNT_FRAMES = """(testid) => {
 
 async def frames_since(page: Page, since_ms: float) -> int:
     return int(await page.evaluate("(since) => window.framesAt.filter((t) => t > since).length", since_ms))
+
+
+async def frames_in(page: Page, seconds: float) -> int:
+    """Frames the page's video presents over the next `seconds` (COUNT_FRAMES counting)."""
+    since = float(await page.evaluate("performance.now()"))
+    await asyncio.sleep(seconds)
+    return await frames_since(page, since)
 
 
 # Counts the offers a page sends on its signalling socket (observing, not changing, what it sends).

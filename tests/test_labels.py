@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from playwright.async_api import BrowserContext, Page, expect
 
@@ -9,8 +11,9 @@ from tests.browser import console_errors, new_session, wait_playing
 from tests.utils import SERIAL
 
 
-async def test_the_agent_confirms_the_serial_number_read_off_a_snapshot(
-        api: aiohttp.ClientSession, phone: BrowserContext, desktop: BrowserContext) -> None:
+async def call(api: aiohttp.ClientSession, phone: BrowserContext,
+               desktop: BrowserContext) -> tuple[dict[str, Any], Page, list[str]]:
+    """A new session: the agent's console open (its console errors collected), the customer joined."""
     session = await new_session(api)
     agent = await desktop.new_page()
     errors = console_errors(agent)
@@ -18,6 +21,11 @@ async def test_the_agent_confirms_the_serial_number_read_off_a_snapshot(
     customer = await phone.new_page()
     await customer.goto(session["customer_url"])
     await customer.get_by_test_id("join").tap()
+    return session, agent, errors
+
+async def test_the_agent_confirms_the_serial_number_read_off_a_snapshot(
+        api: aiohttp.ClientSession, phone: BrowserContext, desktop: BrowserContext) -> None:
+    session, agent, errors = await call(api, phone, desktop)
     await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
     await wait_playing(agent, "remote-video")
 
@@ -61,13 +69,7 @@ async def drag_on_picture(page: Page, start: tuple[float, float], end: tuple[flo
 
 async def test_the_agent_reads_only_the_region_dragged(
         api: aiohttp.ClientSession, phone: BrowserContext, desktop: BrowserContext) -> None:
-    session = await new_session(api)
-    agent = await desktop.new_page()
-    errors = console_errors(agent)
-    await agent.goto(session["agent_url"])
-    customer = await phone.new_page()
-    await customer.goto(session["customer_url"])
-    await customer.get_by_test_id("join").tap()
+    session, agent, errors = await call(api, phone, desktop)
     await wait_playing(agent, "remote-video")
     result = agent.get_by_test_id("read-result")
 

@@ -78,31 +78,45 @@ async def steady_after(page: Page, since_ms: float, limit_s: float) -> float:
 async def live_call(networks: tuple[Namespace, Namespace], playwright: Playwright, camera_file: Path,
                     tmp_path: Path) -> AsyncIterator[tuple[Page, Page]]:
     """A session with the agent's console in the office and the customer on their phone, video flowing."""
-    office, phone_net = networks
+    office, _ = networks
     data_dir, port = tmp_path / "data", free_port()
     key = create_key(data_dir)
+    async with serve_in(office, data_dir, port) as base, \
+            call_across(networks, playwright, camera_file, tmp_path, base, port, key) as pages:
+        yield pages
+
+
+@contextlib.asynccontextmanager
+async def call_across(networks: tuple[Namespace, Namespace], playwright: Playwright, camera_file: Path,
+                      tmp_path: Path, base: str, port: int, key: str, *, init_script: str | None = None,
+                      live_within_ms: float = 15_000) -> AsyncIterator[tuple[Page, Page]]:
+    """On the server at `base` in the office: the agent's console there and the customer on their phone
+    (reaching it at SERVER:port), in a call with the agent's video flowing and its frames counted."""
+    office, phone_net = networks
     remote = f"http://{SERVER}:{port}"
-    async with serve_in(office, data_dir, port) as base:
-        console = await launch_in(playwright, office, camera_file, tmp_path)
-        handset = await launch_in(playwright, phone_net, camera_file, tmp_path,
-                                  f"--unsafely-treat-insecure-origin-as-secure={remote}")
-        try:
-            desktop = await console.new_context(viewport={"width": 1280, "height": 800})
-            phone = await handset.new_context(**playwright.devices["Pixel 7"])
-            agent = await desktop.new_page()
-            await agent.goto(f"{base}/healthz")
-            session = await call_api(agent, key, "POST", "/api/v1/sessions", {"ticket_id": "ZD-5", "tier": 2})
-            await agent.goto(session["agent_url"])
-            customer = await phone.new_page()
-            await customer.goto(session["customer_url"].replace(base, remote))
-            await customer.get_by_test_id("join").tap()
-            await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=15_000)
-            await wait_playing(agent, "remote-video")
-            await agent.evaluate(COUNT_FRAMES, "remote-video")
-            yield agent, customer
-        finally:
-            await handset.close()
-            await console.close()
+    console = await launch_in(playwright, office, camera_file, tmp_path)
+    handset = await launch_in(playwright, phone_net, camera_file, tmp_path,
+                              f"--unsafely-treat-insecure-origin-as-secure={remote}")
+    try:
+        desktop = await console.new_context(viewport={"width": 1280, "height": 800})
+        phone = await handset.new_context(**playwright.devices["Pixel 7"])
+        if init_script is not None:
+            for context in (desktop, phone):
+                await context.add_init_script(init_script)
+        agent = await desktop.new_page()
+        await agent.goto(f"{base}/healthz")
+        session = await call_api(agent, key, "POST", "/api/v1/sessions", {"ticket_id": "ZD-5", "tier": 2})
+        await agent.goto(session["agent_url"])
+        customer = await phone.new_page()
+        await customer.goto(session["customer_url"].replace(base, remote))
+        await customer.get_by_test_id("join").tap()
+        await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=live_within_ms)
+        await wait_playing(agent, "remote-video")
+        await agent.evaluate(COUNT_FRAMES, "remote-video")
+        yield agent, customer
+    finally:
+        await handset.close()
+        await console.close()
 
 
 @pytest.mark.parametrize(("seconds", "what", "meanwhile"), [

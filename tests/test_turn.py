@@ -13,12 +13,12 @@ import aioice.stun
 import pytest
 from aiohttp.test_utils import TestClient
 from aioice.turn import create_turn_endpoint
-from playwright.async_api import Page, Playwright, expect
+from playwright.async_api import Page, Playwright
 
-from tests.browser import COUNT_FRAMES, frames_since, wait_playing
+from tests.browser import frames_in
 from tests.coturn import coturn
 from tests.netns import Namespace, why_not
-from tests.test_network_faults import PHONE, SERVER, call_api, launch_in, networks  # noqa: F401 (fixture)
+from tests.test_network_faults import PHONE, SERVER, call_across, networks  # noqa: F401 (fixture)
 from tests.test_restart import create_key, server
 from tests.utils import FakeParticipant, free_port, token_of
 from visassist.config import Settings
@@ -143,7 +143,6 @@ async def test_a_relay_only_call_goes_through_coturn(networks: tuple[Namespace, 
     office, phone_net = networks
     data_dir, port, turn_port = tmp_path / "data", free_port(), free_port()
     key = create_key(data_dir)
-    remote = f"http://{SERVER}:{port}"
     async with coturn(tmp_path, SERVER, turn_port, netns=office) as turn, \
             server(data_dir, port, netns=office, args=[
                 "--host", "0.0.0.0", "--ice-address", SERVER, "--ice-relay-only",
@@ -155,34 +154,13 @@ async def test_a_relay_only_call_goes_through_coturn(networks: tuple[Namespace, 
         phone_net.run("iptables", "-A", "OUTPUT", "-p", transport, "-d", SERVER, "--dport", str(turn_port),
                       "-j", "ACCEPT")
         phone_net.run("iptables", "-A", "OUTPUT", "-j", "DROP")
-        console = await launch_in(playwright, office, camera_file, tmp_path)
-        handset = await launch_in(playwright, phone_net, camera_file, tmp_path,
-                                  f"--unsafely-treat-insecure-origin-as-secure={remote}")
-        try:
-            desktop = await console.new_context(viewport={"width": 1280, "height": 800})
-            phone = await handset.new_context(**playwright.devices["Pixel 7"])
-            for context in (desktop, phone):
-                await context.add_init_script(KEEP_PEERS)
-            agent = await desktop.new_page()
-            await agent.goto(f"{base}/healthz")
-            session = await call_api(agent, key, "POST", "/api/v1/sessions", {"ticket_id": "ZD-9", "tier": 2})
-            await agent.goto(session["agent_url"])
-            customer = await phone.new_page()
-            await customer.goto(session["customer_url"].replace(base, remote))
-            await customer.get_by_test_id("join").tap()
-            await expect(agent.get_by_test_id("connection-state")).to_contain_text("Live", timeout=20_000)
-            await wait_playing(agent, "remote-video")
-            await agent.evaluate(COUNT_FRAMES, "remote-video")
-            since = float(await agent.evaluate("performance.now()"))
-            await asyncio.sleep(2)
-            assert await frames_since(agent, since) >= 30, "the agent's video flows through TURN"
+        async with call_across(networks, playwright, camera_file, tmp_path, base, port, key,
+                               init_script=KEEP_PEERS, live_within_ms=20_000) as (agent, customer):
+            assert await frames_in(agent, 2) >= 30, "the agent's video flows through TURN"
 
             pair = await selected_pair(customer)
             assert pair["policy"] == "relay"
             assert (pair["local"], pair["relayProtocol"]) == ("relay", transport)
             assert pair["remote"] == "host" and pair["remoteAddress"] == SERVER, pair
             assert (await selected_pair(agent))["local"] == "relay"
-        finally:
-            await handset.close()
-            await console.close()
     assert "ALLOCATE processed, success" in turn.log.read_text()
