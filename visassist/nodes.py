@@ -64,7 +64,6 @@ class Nodes:
         # whatever else shows the whole cluster (the staff home board).
         self._relayed_to: list[Callable[[Event], Awaitable[None]]] = [rooms]
         self.clock = clock
-        self.state = NodeState.ACTIVE
         # As of the last heartbeat: every other node's URL (the pages' CSP may reach them) and those of
         # the live ones (`welcome` names them, where to ask should this node stop answering).
         self.known: list[str] = []
@@ -131,8 +130,6 @@ class Nodes:
                     # Others took us for dead (a long pause) and moved our sessions: take new ones again.
                     log.warning("node %s was marked %s; registering again", self.id, state)
                     await self.store.register_node(self.id, self.url, self.settings.max_live_sessions, now)
-                    state = NodeState.ACTIVE
-                self.state = state
                 nodes = await self.store.nodes(now)
                 self.known = sorted({n.url for n in nodes if n.id != self.id})
                 self.peers = [n.url for n in alive(nodes, now) if n.id != self.id]
